@@ -1,0 +1,51 @@
+# compactrec: two commands on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONSTRAINTS := requirements/constraints.txt
+DATA_DIR ?= $(if $(wildcard ../shared/data),../shared/data,)
+RUN_DIR ?= runs/make-run
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-fast bench compile reproduce reproduce-quick image lint clean
+
+setup: $(STAMP)  ## create .venv from the pinned constraints (idempotent)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found; install Python 3.11 or pass PY=/path/to/python3.11" >&2; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip<26"
+	$(BIN)/python -m pip install -q -c $(CONSTRAINTS) -e ".[dev]"
+	touch $(STAMP)
+
+run: setup  ## generate a synthetic stream and replay it through the hourly pipeline locally
+	$(BIN)/python -m pipeline demo --out $(RUN_DIR)
+
+test: setup  ## all tests, the end-to-end ones included
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: setup  ## unit tests only
+	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)
+
+bench: setup  ## benchmarks; figures go to docs/BENCHMARKS.md by hand, see bench/README.md
+	$(BIN)/python bench/run_all.py
+
+compile: setup  ## regenerate specs/hourly_training.yaml
+	$(BIN)/python -m pipeline compile --out specs/hourly_training.yaml
+
+reproduce: setup  ## paper reproductions into docs/RESULTS.md (hours on 2 CPU cores)
+	$(BIN)/python -m trainer.reproduce --data-dir $(DATA_DIR) --out docs/RESULTS.md
+
+reproduce-quick: setup  ## one seed on a small budget (< 15 min here)
+	$(BIN)/python -m trainer.reproduce --quick --data-dir $(DATA_DIR) --out docs/RESULTS.md
+
+image:  ## build the trainer container image (needs a Docker engine)
+	docker build -f trainer/Dockerfile -t compactrec-trainer:latest .
+
+lint: setup
+	$(BIN)/python -m ruff check pipeline components beam_jobs trainer tests bench
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""trainer/layers package."""
