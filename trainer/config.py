@@ -1,0 +1,275 @@
+"""Trainer configuration: typed dataclasses parsed from ``specs/experiments/*.yaml``.
+
+Model code takes these dataclasses, never raw dicts. :meth:`TrainerConfig.from_dict`
+validates every field and raises :class:`ConfigError` naming the field path, e.g.
+``experiments/gmf.yaml: model.embedding.kind: 'foo' is not one of [...]``.
+
+Example:
+    >>> cfg = TrainerConfig.from_dict({"name": "demo", "model": {"name": "gmf"}})
+    >>> cfg.model.embedding.kind
+    'full'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+EMBEDDING_KINDS = (
+    "full",
+    "hash",
+    "double_hash",
+    "hybrid",
+    "lrf",
+    "sq",
+    "dpq",
+    "mgqe",
+)
+MODEL_NAMES = ("wide_deep", "gmf", "neumf", "sasrec")
+OPTIMIZER_NAMES = ("adam", "lazy_adam", "adagrad", "ftrl", "sgd")
+MGQE_VARIANTS = ("shared", "unshared_k", "unshared_d")
+
+
+class ConfigError(ValueError):
+    """A trainer config failed validation; the message names the field."""
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not one of {list(allowed)}")
+
+
+def _positive(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
+
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingConfig:
+    """How categorical ids are embedded (the compression method).
+
+    For the ranking models it is the treatment of the user/item tables. Wide-and-deep
+    takes each feature's treatment from the feature spec instead (one spec per
+    compression variant, e.g. ``specs/features/synthetic_full.yaml``).
+    """
+
+    kind: str = "full"
+    dim: int = 64
+    rank: int = 48  # lrf
+    bits: int = 8  # sq
+    num_subspaces: int = 64  # dpq / mgqe D
+    num_centroids: tuple[int, ...] = (256,)  # dpq (K,), mgqe (K_1, ..., K_m)
+    tier_shares: tuple[float, ...] = (0.1,)  # mgqe head share(s)
+    mgqe_variant: str = "shared"
+    num_subspaces_per_tier: tuple[int, ...] = ()  # mgqe unshared_d
+    lookup: str = "masked"  # mgqe: masked | groupwise
+    response_batchnorm: bool = False
+    hash_buckets: int = 2**14  # hash, double_hash, hybrid
+    top_k: int = 0  # hybrid dictionary size (0 = from the feature spec)
+    combiner: str = "sum"
+    shared_table: bool = False
+    compress_users: bool = True  # ranking models: compress the user table(s) too
+
+    def __post_init__(self) -> None:
+        _one_of("kind", self.kind, EMBEDDING_KINDS)
+        _one_of("mgqe_variant", self.mgqe_variant, MGQE_VARIANTS)
+        _one_of("lookup", self.lookup, ("masked", "groupwise"))
+        _one_of("combiner", self.combiner, ("sum", "concat"))
+        for name in ("dim", "rank", "bits", "num_subspaces", "hash_buckets"):
+            _positive(name, getattr(self, name))
+        if self.kind in ("dpq", "mgqe") and self.dim % self.num_subspaces:
+            raise ConfigError(
+                f"num_subspaces: dim {self.dim} is not divisible by {self.num_subspaces}"
+            )
+        if any(b > a for a, b in zip(self.num_centroids, self.num_centroids[1:])):
+            raise ConfigError(
+                f"num_centroids: must not increase (K_1 >= K_2 ...), got {self.num_centroids}"
+            )
+        if self.bits > 16:
+            raise ConfigError(f"bits: at most 16, got {self.bits}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The backbone and its sizes."""
+
+    name: str = "wide_deep"
+    embedding: EmbeddingConfig = dataclasses.field(default_factory=EmbeddingConfig)
+    hidden_units: tuple[int, ...] = (256, 128, 64)
+    dropout: float = 0.0
+    maxlen: int = 50  # sasrec
+    num_blocks: int = 2  # sasrec
+    num_heads: int = 1  # sasrec
+
+    def __post_init__(self) -> None:
+        _one_of("name", self.name, MODEL_NAMES)
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+        for u in self.hidden_units:
+            _positive("hidden_units", u)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """One optimizer; wide_deep uses two (FTRL wide, Adagrad/Adam deep)."""
+
+    name: str = "adam"
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-7
+    initial_accumulator_value: float = 0.1
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        _one_of("name", self.name, OPTIMIZER_NAMES)
+        if not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate: must be > 0, got {self.learning_rate}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """Loop settings: batch, epochs or steps, checkpoints, seeds."""
+
+    batch_size: int = 256
+    epochs: int = 1
+    max_steps: int = 0  # 0 = no limit
+    checkpoint_every: int = 500
+    log_every: int = 100
+    seed: int = 0
+    num_negatives: int = 4  # gmf/neumf training negatives per positive
+    eval_batch_size: int = 1024
+    mixed_precision: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "checkpoint_every", "log_every", "eval_batch_size"):
+            _positive(name, getattr(self, name))
+        if self.max_steps < 0:
+            raise ConfigError(f"max_steps: must be >= 0, got {self.max_steps}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Everything one training run needs besides its data paths."""
+
+    name: str
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    wide_optimizer: OptimizerConfig = dataclasses.field(
+        default_factory=lambda: OptimizerConfig(name="ftrl", learning_rate=0.05)
+    )
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    feature_spec: str = "specs/features/synthetic.yaml"
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>") -> TrainerConfig:
+        """Validates a parsed mapping; raises :class:`ConfigError` naming the field."""
+        try:
+            return _build(cls, raw, "")
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def replace(self, **sections: Any) -> TrainerConfig:
+        return dataclasses.replace(self, **sections)
+
+
+def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> TrainerConfig:
+    """Reads ``specs/experiments/NAME.yaml``; ``overrides`` are dotted keys.
+
+    Example: ``load_config(p, {"training.max_steps": 2})``.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: experiment config not found") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return TrainerConfig.from_dict(raw, source=path)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path or '<root>'}: must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{path + '.' if path else ''}{unknown[0]}: unknown field; allowed: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        where = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(hints[name], value, where)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        raise ConfigError(f"{path + '.' if path else ''}{e}") from None
+    except TypeError as e:  # missing required field
+        raise ConfigError(f"{path or '<root>'}: {e}") from None
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: must be a list, got {value!r}")
+        return tuple(_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: must be a mapping, got {value!r}")
+        return dict(value)
+    if origin in (types.UnionType, typing.Union):
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: must be a string, got {value!r}")
+        return value
+    return value
