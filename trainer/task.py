@@ -1,0 +1,165 @@
+"""Training entry point: ``python -m trainer.task`` (also the container's entry point).
+
+``run(config, train, artifacts, out, warm_start=None, hours=None)`` trains the
+wide-and-deep model of ``config`` on either hourly events (``train`` = logs root and
+``hours`` = ``START[:END]``) or transformed TFRecords (``train`` = the transform step's
+output), with dictionaries, tiers and bucket boundaries from the Beam stats artifact
+``artifacts``. It writes into ``out``:
+
+* ``model.keras`` — the trained model; ``artifacts/`` — the stats artifact it used
+  (vocabularies travel with the model, so export and warm start need nothing else);
+* ``checkpoints/`` (model + optimizer slots; a killed run resumes from here);
+* ``tensorboard/``; ``metadata.json`` (config, rows, steps, loss, serving bits).
+
+An hour with no events is skipped with a warning and never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from trainer import storage
+from trainer.config import ConfigError, TrainerConfig, load_config
+from trainer.features import load_feature_spec
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+
+
+def run(
+    config: TrainerConfig,
+    train: str,
+    artifacts: str,
+    out: str,
+    warm_start: str | None = None,
+    hours: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Trains one model; see the module docstring. Returns the metadata dict."""
+    import tensorflow as tf
+
+    from trainer import data, preprocessing, train_loop
+    from trainer import warm_start as warm
+    from trainer.models.wide_deep import WideAndDeep, dummy_inputs
+
+    done = storage.join(out, METADATA_FILE)
+    if storage.exists(done):
+        logger.info("%s already trained; returning its metadata", out)
+        return json.loads(storage.read_text(done))
+    if config.model.name != "wide_deep":
+        raise ConfigError(
+            f"model.name: trainer.task trains wide_deep on event logs; "
+            f"{config.model.name!r} is trained by trainer.reproduce"
+        )
+    tf.keras.utils.set_random_seed(config.training.seed)
+    spec = load_feature_spec(config.feature_spec)
+    os.makedirs(out, exist_ok=True)
+    local_artifacts = os.path.join(out, "artifacts")
+    if not os.path.isdir(local_artifacts):
+        storage.download_dir(artifacts, local_artifacts)
+    transform = preprocessing.FeatureTransform(spec, local_artifacts)
+    examples, source = _load_examples(train, hours, spec, transform)
+    n = len(examples[spec.label_key])
+    if n == 0:
+        logger.warning("no events in %s; hour skipped, nothing trained", source)
+        return {"skipped": True, "reason": f"no events in {source}", "examples": 0}
+    rows = data.table_rows(spec, transform)
+    model = WideAndDeep(
+        spec.to_dict(), rows, config.model.hidden_units, config.model.dropout, name="wide_and_deep"
+    )
+    model(dummy_inputs(spec))
+    warm.set_tiers_from_artifacts(model, spec, local_artifacts)
+    groups = [
+        (train_loop.make_optimizer(config.wide_optimizer), lambda: model.wide_variables),
+        (train_loop.make_optimizer(config.optimizer), lambda: model.deep_variables),
+    ]
+    warm_report = None
+    if warm_start and not os.path.isdir(os.path.join(out, "checkpoints")):
+        warm_report = warm.warm_start(model, groups, warm_start, spec, local_artifacts)
+    t = config.training
+    ds = data.make_dataset(examples, spec.label_key, t.batch_size, t.seed, epochs=t.epochs)
+    total = data.num_batches(examples, spec.label_key, t.batch_size, t.epochs)
+    result = train_loop.train(model, ds, groups, t, out, total, progress)
+    model.save(os.path.join(out, MODEL_FILE))
+    meta = {
+        "config": config.to_dict(),
+        "feature_spec": spec.to_dict(),
+        "source": source,
+        "artifacts": artifacts,
+        "table_rows": rows,
+        "examples": n,
+        "steps": result.steps,
+        "resumed_from": result.resumed_from,
+        "final_loss": result.final_loss,
+        "serving_bits": int(model.serving_bits()),
+        "warm_start": warm_start,
+        "warm_start_report": warm_report,
+    }
+    storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return meta
+
+
+def _load_examples(train: str, hours: str | None, spec: Any, transform: Any) -> tuple[dict, str]:
+    from beam_jobs import events
+    from trainer import data
+
+    if hours:
+        table, _bad = data.read_events(train, events.parse_hour_range(hours), spec)
+        return data.transform_raw(data.table_to_raw(table, spec), transform), f"{train}@{hours}"
+    return data.read_transformed(train), train
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.task", description="Train a compressed wide-and-deep model."
+    )
+    p.add_argument("--spec", required=True, help="experiment YAML (specs/experiments/NAME.yaml)")
+    p.add_argument("--train", required=True, help="logs root (with --hours) or TFRecord dir")
+    p.add_argument("--hours", help="START[:END] hours of the logs to train on")
+    p.add_argument("--artifacts", required=True, help="Beam stats artifact directory")
+    p.add_argument("--warm-start", help="previous model directory to warm start from")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.max_steps=10 (YAML value)",
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import yaml
+
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"error: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
+            return 2
+        overrides[key] = yaml.safe_load(value)
+    try:
+        config = load_config(args.spec, overrides)
+        meta = run(config, args.train, args.artifacts, args.out, args.warm_start, args.hours,
+                   progress=print)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    keys = ("examples", "steps", "resumed_from", "final_loss", "serving_bits", "skipped")
+    print(json.dumps({k: meta[k] for k in keys if k in meta}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
