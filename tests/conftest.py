@@ -39,3 +39,7 @@ def synthetic_spec():
     from trainer.features import load_feature_spec
 
     return load_feature_spec(str(REPO_ROOT / "specs" / "features" / "synthetic.yaml"))
+
+
+# A real fake-gcs-server on loopback for gs:// tests (see tests/fixtures/gcs.py).
+from tests.fixtures.gcs import gcs_bucket, gcs_server  # noqa: E402,F401

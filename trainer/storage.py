@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import tempfile
@@ -30,6 +31,10 @@ GCS_SCHEME = "gs://"
 
 _client_lock = threading.Lock()
 _client: Any = None
+
+
+# Local scratch files: temp files of atomic writes and CAS lock files.
+_HIDDEN = (".tmp-", ".lock-")
 
 
 class PreconditionFailed(RuntimeError):
@@ -156,7 +161,7 @@ def list_files(prefix: str, max_results: int | None = None) -> list[str]:
         return []
     out = []
     for root, _dirs, files in os.walk(prefix):
-        out.extend(os.path.join(root, f) for f in files if not f.startswith(".tmp-"))
+        out.extend(os.path.join(root, f) for f in files if not f.startswith(_HIDDEN))
     out.sort()
     return out[:max_results] if max_results else out
 
@@ -219,12 +224,19 @@ def read_with_generation(uri: str) -> tuple[bytes, int]:
             data = f.read()
     except FileNotFoundError:
         return b"", 0
-    return data, _local_generation(uri)
+    return data, _content_generation(data)
 
 
-def _local_generation(path: str) -> int:
-    st = os.stat(path)
-    return st.st_ino * 1_000_003 + st.st_mtime_ns  # changes on every os.replace
+def _content_generation(data: bytes) -> int:
+    """A nonzero version derived from the bytes themselves.
+
+    Derived from the content rather than (inode, mtime): a stat taken apart from the
+    read can pair old bytes with a new version, and inode numbers are reused within
+    one mtime tick, so both lose updates. With a content hash, a CAS succeeds only if
+    the file still holds exactly the bytes that were read.
+    """
+    digest = hashlib.blake2b(data, digest_size=8).digest()
+    return int.from_bytes(digest, "big") | 1  # never 0, which means "absent"
 
 
 def write_if_generation_match(uri: str, data: bytes, generation: int) -> None:
@@ -249,7 +261,7 @@ def write_if_generation_match(uri: str, data: bytes, generation: int) -> None:
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            current = _local_generation(uri) if os.path.exists(uri) else 0
+            _, current = read_with_generation(uri)
             if current != generation:
                 raise PreconditionFailed(f"{uri} changed since generation {generation}")
             write_bytes(uri, data)
