@@ -9,7 +9,7 @@ DATA_DIR ?= $(if $(wildcard ../shared/data),../shared/data,)
 RUN_DIR ?= runs/make-run
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-fast bench compile reproduce reproduce-quick image lint clean
+.PHONY: setup run test test-fast bench compile golden reproduce reproduce-quick image lint clean
 
 setup: $(STAMP)  ## create .venv from the pinned constraints (idempotent)
 
@@ -34,6 +34,9 @@ bench: setup  ## benchmarks; figures go to docs/BENCHMARKS.md by hand, see bench
 
 compile: setup  ## regenerate specs/hourly_training.yaml
 	$(BIN)/python -m pipeline compile --out specs/hourly_training.yaml
+
+golden: setup  ## regenerate tests/testdata/hash_buckets.json (only when the hashing contract changes)
+	$(BIN)/python -m trainer.preprocessing --write-golden tests/testdata/hash_buckets.json
 
 reproduce: setup  ## paper reproductions into docs/RESULTS.md (hours on 2 CPU cores)
 	$(BIN)/python -m trainer.reproduce --data-dir $(DATA_DIR) --out docs/RESULTS.md

@@ -1,0 +1,283 @@
+"""DPQEmbedding: differentiable product quantisation, VQ variant (DPQ-VQ).
+
+Chen, Li & Sun, "Differentiable Product Quantization for End-to-End Embedding
+Compression" (ICML 2020), as described in ALGORITHMS.md 1.1-1.5 and used by MGQE (Kang
+et al. 2020). The module also holds the VQ building blocks that
+:mod:`trainer.layers.mgqe_embedding` reuses: the batched squared-distance response, the
+centroid gather, the straight-through output and the regulariser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from trainer import sizes
+from trainer.layers import base, compact_embedding
+
+MAX_CENTROIDS = 2**16
+# Rows per chunk of the export pass: keeps the (rows, D, K) response near 2^24 floats.
+_EXPORT_RESPONSE_FLOATS = 2**24
+
+
+def vq_response(queries: Any, centroids: Any) -> Any:
+    """Negative squared distance ``-||e - k||^2 = -||e||^2 + 2 e.k - ||k||^2``.
+
+    One batched matmul over the D subspaces. The result is subspace-major, ``(D, N,
+    K)``, which saves transposing the largest tensor; batch norm over its last axis
+    still gets one mean/variance per centroid index, taken over the batch and D.
+
+    Args:
+        queries: ``(N, D, s)`` query slices.
+        centroids: ``(D, K, s)`` centroids.
+
+    Returns:
+        ``(D, N, K)`` responses; the code is their argmax (ALGORITHMS 1.2).
+    """
+    by_subspace = ops.transpose(queries, (1, 0, 2))
+    dots = ops.matmul(by_subspace, ops.transpose(centroids, (0, 2, 1)))
+    e_sq = ops.sum(ops.square(by_subspace), axis=-1, keepdims=True)
+    k_sq = ops.sum(ops.square(centroids), axis=-1)
+    return 2.0 * dots - e_sq - ops.expand_dims(k_sq, 1)
+
+
+def response_codes(response: Any) -> Any:
+    """``(D, N, K)`` responses -> ``(N, D)`` int32 codes (argmax over K)."""
+    return ops.transpose(ops.cast(ops.argmax(response, axis=-1), "int32"))
+
+
+def gather_centroids(centroids: Any, codes: Any) -> Any:
+    """``q[n, j] = C[j, codes[n, j]]``: ``(D, K, s)``, ``(N, D)`` -> ``(N, D, s)``."""
+    num_subspaces, num_centroids, width = ops.shape(centroids)
+    flat = ops.reshape(centroids, (num_subspaces * num_centroids, width))
+    index = codes + ops.arange(num_subspaces, dtype="int32")[None, :] * num_centroids
+    return ops.take(flat, index, axis=0)
+
+
+def straight_through(queries: Any, quantized: Any) -> Any:
+    """``e + sg(q - e)``: forward value q, task gradient passed to e unchanged."""
+    return queries + ops.stop_gradient(quantized - queries)
+
+
+def vq_regularizer(queries: Any, quantized: Any, alpha: float, beta: float) -> Any:
+    """``alpha mean((q - sg(e))^2) + beta mean((sg(q) - e)^2)``, per-element means."""
+    loss = alpha * ops.mean(ops.square(quantized - ops.stop_gradient(queries)))
+    if beta:
+        loss = loss + beta * ops.mean(
+            ops.square(ops.stop_gradient(quantized) - queries)
+        )
+    return loss
+
+
+def response_norm(name: str) -> keras.layers.BatchNormalization:
+    """Non-affine batch norm over the response, one mean/variance per centroid index."""
+    return keras.layers.BatchNormalization(
+        axis=-1, momentum=0.99, epsilon=1e-3, center=False, scale=False, name=name
+    )
+
+
+def check_num_centroids(name: str, value: Any) -> int:
+    """K must be an int in ``[2, 2^16]`` (codes are stored as uint8/uint16)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ValueError(
+            f"`{name}` must be an integer in [2, 65536]. Received: {value!r}"
+        )
+    if not 2 <= value <= MAX_CENTROIDS:
+        raise ValueError(f"`{name}` must be in [2, 65536]. Received: {value!r}")
+    return int(value)
+
+
+def check_weight(name: str, value: Any) -> float:
+    """Loss weights must be finite and >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ValueError(f"`{name}` must be a number >= 0. Received: {value!r}")
+    return float(value)
+
+
+def export_chunks(num_rows: int, response_floats: int) -> list[tuple[int, int]]:
+    """Row ranges for the export pass; chunking only bounds memory (inference mode)."""
+    step = max(1, _EXPORT_RESPONSE_FLOATS // max(1, response_floats))
+    return [(i, min(num_rows, i + step)) for i in range(0, num_rows, step)]
+
+
+@keras.saving.register_keras_serializable(package="compactrec")
+class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
+    """DPQ-VQ embedding: a query table quantised to D codes over K tied centroids.
+
+    Each query row ``e`` (``d`` wide) is split into ``D`` slices of width ``s = d/D``;
+    slice j takes the code ``c_j = argmax_k -||e_j - C[j, k]||^2`` (optionally after a
+    non-affine batch norm of the responses) and the output is ``e + sg(q - e)`` with
+    ``q_j = C[j, c_j]``. The layer adds ``alpha mean((q - sg(e))^2) + beta mean((sg(q) -
+    e)^2)`` through ``add_loss``; it is the only thing that moves the centroids (Chen,
+    Li & Sun 2020, DPQ-VQ; ALGORITHMS.md 1.2).
+
+    Args:
+        num_rows: n (``V + 1`` for dictionary ids; ids outside ``[0, n)`` use row ``n -
+            1``).
+        output_dim: d.
+        num_subspaces: D; must divide d.
+        num_centroids: K in ``[2, 2^16]``.
+        response_batchnorm: Batch-normalise the responses before the argmax (DPQ code).
+        commitment_weight: beta, weight of ``mean((sg(q) - e)^2)`` (DPQ default 0).
+        regularizer_weight: alpha, weight of ``mean((q - sg(e))^2)`` (DPQ default 1).
+        embeddings_initializer: Query table init (MGQE: N(0, 0.01^2)).
+        centroids_initializer: Centroid init (MGQE: N(0, 0.01^2)).
+        **kwargs: Keras layer arguments.
+
+    Example:
+        >>> layer = DPQEmbedding(100, output_dim=8, num_subspaces=4, num_centroids=16)
+        >>> layer(np.array([[1, 2, 3]])).shape
+        TensorShape([1, 3, 8])
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        output_dim: int,
+        num_subspaces: int,
+        num_centroids: int = 256,
+        response_batchnorm: bool = False,
+        commitment_weight: float = 0.0,
+        regularizer_weight: float = 1.0,
+        embeddings_initializer: Any = None,
+        centroids_initializer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_rows = base.check_positive("num_rows", num_rows)
+        self.output_dim = base.check_positive("output_dim", output_dim)
+        self.num_subspaces = base.check_positive("num_subspaces", num_subspaces)
+        if self.output_dim % self.num_subspaces:
+            raise ValueError(
+                f"`num_subspaces` must divide `output_dim` ({self.output_dim}). "
+                f"Received: {num_subspaces}"
+            )
+        self.num_centroids = check_num_centroids("num_centroids", num_centroids)
+        self.response_batchnorm = bool(response_batchnorm)
+        self.commitment_weight = check_weight("commitment_weight", commitment_weight)
+        self.regularizer_weight = check_weight("regularizer_weight", regularizer_weight)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.01)
+        )
+        self.centroids_initializer = keras.initializers.get(
+            centroids_initializer or keras.initializers.RandomNormal(stddev=0.01)
+        )
+        self.norm = response_norm("response_norm") if self.response_batchnorm else None
+
+    @property
+    def subspace_dim(self) -> int:
+        """s = d / D."""
+        return self.output_dim // self.num_subspaces
+
+    def build(self, input_shape: Any = None) -> None:
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(self.num_rows, self.output_dim),
+            initializer=self.embeddings_initializer,
+        )
+        self.centroids = self.add_weight(
+            name="centroids",
+            shape=(self.num_subspaces, self.num_centroids, self.subspace_dim),
+            initializer=self.centroids_initializer,
+        )
+        if self.norm is not None:
+            self.norm.build((self.num_subspaces, None, self.num_centroids))
+        self.built = True
+
+    def _codes(self, queries: Any, training: bool | None) -> Any:
+        """``(N, d)`` queries -> ``(N, D)`` int32 codes (no gradient flows through)."""
+        slices = ops.reshape(
+            ops.stop_gradient(queries), (-1, self.num_subspaces, self.subspace_dim)
+        )
+        response = vq_response(slices, ops.stop_gradient(self.centroids))
+        if self.norm is not None:
+            response = self.norm(response, training=training)
+        return response_codes(response)
+
+    def call(self, ids: Any, training: bool | None = None) -> Any:
+        """Integer ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""
+        shape = ops.shape(ids)
+        flat = ops.reshape(base.clip_ids(ids, self.num_rows), (-1,))
+        queries = ops.take(self.embeddings, flat, axis=0)
+        codes = self._codes(queries, training)
+        quantized = ops.reshape(
+            gather_centroids(self.centroids, codes), (-1, self.output_dim)
+        )
+        if self.regularizer_weight or self.commitment_weight:
+            self.add_loss(
+                vq_regularizer(
+                    queries, quantized, self.regularizer_weight, self.commitment_weight
+                )
+            )
+        out = straight_through(queries, quantized)
+        return ops.reshape(out, tuple(shape) + (self.output_dim,))
+
+    def compute_output_shape(
+        self, input_shape: tuple[int | None, ...]
+    ) -> tuple[int | None, ...]:
+        return tuple(input_shape) + (self.output_dim,)
+
+    def compute_codes(self) -> np.ndarray:
+        """Codes of every row from one inference-mode pass (batch norm: moving stats).
+
+        Returns:
+            ``(n, D)`` int64 codes, recomputed from the current weights (ALGORITHMS 1.4:
+            never stale per-batch codes). Rows go through in memory-bounded chunks,
+            which in inference mode changes nothing.
+        """
+        if not self.built:
+            self.build()
+        table = self.embeddings
+        chunks = []
+        for lo, hi in export_chunks(
+            self.num_rows, self.num_subspaces * self.num_centroids
+        ):
+            chunks.append(
+                ops.convert_to_numpy(self._codes(table[lo:hi], training=False))
+            )
+        return np.concatenate(chunks).astype(np.int64)
+
+    def serving_bits(self) -> int:
+        """``n D ceil(log2 K) + 32 K d`` (MGQE Table 1, DPQ)."""
+        return sizes.dpq_bits(
+            self.num_rows, self.output_dim, self.num_subspaces, self.num_centroids
+        )
+
+    def export_compact(self) -> dict[str, np.ndarray]:
+        """Codes (uint8/uint16 and bit-packed) and float32 centroids; see
+        :mod:`trainer.layers.compact_embedding` for the format."""
+        codes = self.compute_codes()
+        return compact_embedding.make_compact_arrays(
+            codes,
+            np.zeros(self.num_rows, dtype=np.int32),
+            [self.num_subspaces],
+            [self.num_centroids],
+            ops.convert_to_numpy(self.centroids),
+        )
+
+    def compact_lookup(
+        self, arrays: dict[str, np.ndarray], ids: np.ndarray
+    ) -> np.ndarray:
+        """NumPy reference lookup (:func:`compact_embedding.lookup_numpy`)."""
+        return compact_embedding.lookup_numpy(arrays, ids)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "num_rows": self.num_rows,
+            "output_dim": self.output_dim,
+            "num_subspaces": self.num_subspaces,
+            "num_centroids": self.num_centroids,
+            "response_batchnorm": self.response_batchnorm,
+            "commitment_weight": self.commitment_weight,
+            "regularizer_weight": self.regularizer_weight,
+            "embeddings_initializer": keras.initializers.serialize(
+                self.embeddings_initializer
+            ),
+            "centroids_initializer": keras.initializers.serialize(
+                self.centroids_initializer
+            ),
+        }
