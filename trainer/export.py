@@ -1,0 +1,626 @@
+"""Exports a trained model as ONE raw-feature serving SavedModel, compact embeddings.
+
+``python -m trainer.export --model MODEL_DIR --out EXPORT_DIR`` (library:
+:func:`export_serving_model`). The ``serving_default`` signature takes the RAW feature
+values of :func:`trainer.preprocessing.serving_input_signature` (``tf.string`` per
+categorical, ``""`` = missing; ``float32`` per numeric, NaN = missing), runs
+:class:`trainer.preprocessing.FeatureTransform` (vocabulary files become SavedModel
+assets) and the wide-and-deep model, and returns ``{"probability": (batch,), "logit":
+(batch,)}``. A second signature, ``transform_features``, returns the ids only.
+
+Embeddings are saved in their serving form: DPQ / MGQE layers become
+:class:`~trainer.layers.compact_embedding.CompactCodebookEmbedding` (integer codes +
+centroids; the query table is not saved); the deep tables of ``full`` features become
+:class:`~trainer.layers.scalar_quantized_embedding.ScalarQuantizedEmbedding` when SQ is
+asked for; hashing, hybrid and full tables stay as trained (already their compact form).
+
+The export is reloaded and its scores compared with the trained Keras model's
+(:data:`TOLERANCE`); ``export_metadata.json`` is written only when they agree, so its
+presence marks a usable export. Layout of the export directory::
+
+    saved_model.pb variables/ assets/ fingerprint.pb   the SavedModel (``size_bytes``)
+    assets.extra/artifacts/   manifest, vocab/<f>.txt, vocab/<f>.tiers (eval slicing)
+    export_metadata.json      sizes, bits, compression, the check, the feature spec
+
+Size baseline (``full_embedding_bits``): the same model with every table of a
+dictionary feature (full, DPQ, MGQE, hybrid; deep and wide) replaced by a float32
+table of ``V + 1`` rows (``V`` = the artifact's vocabulary size) of the same width,
+every other table (hash, bucket, cross) as exported, plus the dense parameters, all at
+32 bits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainer import data, preprocessing
+from trainer.features import FeatureSpec, Kind, Treatment
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+EXPORT_METADATA = "export_metadata.json"
+EXTRA_ARTIFACTS = os.path.join("assets.extra", "artifacts")
+SERVING_SIGNATURE = "serving_default"
+TRANSFORM_SIGNATURE = "transform_features"
+SAVEDMODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
+TOLERANCE = 1e-5
+BASELINE = (
+    "float32 (V+1)-row tables for every dictionary feature (deep and wide), other "
+    "tables as exported, dense parameters at 32 bits"
+)
+_SOURCE_EVENTS = 1024
+_PROBE_EVENTS = 256
+
+Scorer = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+class ExportCheckError(RuntimeError):
+    """The reloaded SavedModel does not reproduce the trained model's scores."""
+
+
+@dataclasses.dataclass
+class ServingInfo:
+    """What :func:`build_serving_model` replaced, and with what."""
+
+    compact_arrays: dict[str, dict[str, np.ndarray]] = dataclasses.field(
+        default_factory=dict
+    )
+    sq_tables: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    replaced: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def export_serving_model(
+    model_dir: str,
+    artifacts: str | None,
+    out: str,
+    *,
+    sq_bits: int | None = None,
+    packed_codes: bool = False,
+    check_events: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Writes the serving SavedModel of ``model_dir`` to ``out`` and verifies it.
+
+    Args:
+        model_dir: A ``trainer.task`` output (``model.keras``, ``metadata.json``).
+        artifacts: The stats artifact the model was trained with; None means
+            ``model_dir/artifacts``. Its vocabularies must match the model's tables.
+        out: Local export directory; must not hold a SavedModel yet.
+        sq_bits: Scalar-quantize the deep tables of ``full`` features to this many
+            bits. None: ``model.embedding.bits`` if the training config's embedding
+            kind is ``"sq"``, else no SQ.
+        packed_codes: Serve DPQ/MGQE codes bit-packed at ``ceil(log2 K)`` bits.
+        check_events: Extra raw events (``data.table_to_raw`` layout) to verify on,
+            besides a probe batch from the vocabularies (head, tail, unseen, missing)
+            and up to 1,024 events of the training source when it is readable.
+
+    Returns:
+        The export metadata, also written to ``out/export_metadata.json``.
+
+    Raises:
+        FileExistsError: if ``out`` already holds a SavedModel.
+        ValueError: if ``artifacts`` does not match the model's vocabularies.
+        ExportCheckError: if the reloaded export's logits or probabilities differ
+            from the trained model's by more than :data:`TOLERANCE`.
+    """
+    artifacts = artifacts or os.path.join(model_dir, "artifacts")
+    if os.path.exists(os.path.join(out, "saved_model.pb")):
+        raise FileExistsError(f"{out} already holds a SavedModel; use a new --out")
+    trained, meta = load_trained(model_dir)
+    transform = preprocessing.FeatureTransform(trained.spec, artifacts)
+    _check_vocabularies(trained, transform, artifacts)
+    sq_bits = _resolve_sq_bits(meta, sq_bits)
+    serving, info = build_serving_model(trained, sq_bits, packed_codes)
+    module = ServingModule(transform, serving)
+    tf.saved_model.save(module, out, signatures=module.signatures())
+    raw = _check_batch(trained.spec, transform, artifacts, meta, check_events)
+    check = _verify(out, trained, info, transform, raw)
+    manifest = _copy_slicing_artifacts(artifacts, os.path.join(out, EXTRA_ARTIFACTS))
+    result = {
+        "model_dir": model_dir,
+        "artifacts": artifacts,
+        "artifact_version": manifest.get("version"),
+        "size_bytes": savedmodel_bytes(out),
+        "keras_model_bytes": os.path.getsize(os.path.join(model_dir, MODEL_FILE)),
+        "trained_serving_bits": int(trained.serving_bits()),
+        **_size_fields(serving, info, transform.vocabulary_sizes),
+        "compact_layers": info.replaced,
+        "sq_bits": sq_bits,
+        "packed_codes": packed_codes,
+        "signatures": [SERVING_SIGNATURE, TRANSFORM_SIGNATURE],
+        "feature_spec": trained.spec.to_dict(),
+        "check": check,
+    }
+    with open(os.path.join(out, EXPORT_METADATA), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    logger.info("exported %s -> %s: %d bytes", model_dir, out, result["size_bytes"])
+    return result
+
+
+def _size_fields(
+    serving: Any, info: ServingInfo, vocabulary_sizes: Mapping[str, int]
+) -> dict[str, Any]:
+    bits, full = table_bits(serving, info, vocabulary_sizes)
+    return {
+        "serving_bits": sum(bits.values()),
+        "full_embedding_bits": sum(full.values()),
+        "baseline": BASELINE,
+        "compression_ratio": sum(full.values()) / sum(bits.values()),
+        "model_bits_by_table": bits,
+        "full_bits_by_table": full,
+    }
+
+
+# ---------------------------------------------------------------- the serving model
+
+
+def load_trained(model_dir: str) -> tuple[Any, dict[str, Any]]:
+    """The trained ``WideAndDeep`` of a ``trainer.task`` output and its metadata."""
+    from trainer.models import wide_deep  # noqa: F401  registers the Keras classes
+
+    path = os.path.join(model_dir, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found: {model_dir} is not a trained model")
+    meta_path = os.path.join(model_dir, "metadata.json")
+    meta = {}
+    if os.path.isfile(meta_path):
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    return keras.saving.load_model(path), meta
+
+
+def build_serving_model(
+    trained: Any, sq_bits: int | None = None, packed_codes: bool = False
+) -> tuple[Any, ServingInfo]:
+    """A copy of ``trained`` with its embeddings in serving form (module docstring).
+
+    Args:
+        trained: A built ``WideAndDeep``.
+        sq_bits: Scalar-quantize deep ``full`` categorical tables to this many bits.
+        packed_codes: Bit-packed DPQ/MGQE codes.
+
+    Returns:
+        ``(serving_model, info)``; every weight the serving model shares with
+        ``trained`` is copied, the replaced layers are built from their exports.
+    """
+    from trainer.layers.compact_embedding import CompactCodebookEmbedding
+    from trainer.layers.dpq_embedding import DPQEmbedding
+    from trainer.layers.mgqe_embedding import MGQEEmbedding
+    from trainer.layers.scalar_quantized_embedding import ScalarQuantizedEmbedding
+    from trainer.models.wide_deep import WideAndDeep, dummy_inputs
+
+    serving = WideAndDeep.from_config(trained.get_config())
+    info = ServingInfo()
+    for f in trained.spec.categorical:
+        layer, name = trained.deep_embeddings[f.name], f"emb_{f.name}"
+        if isinstance(layer, DPQEmbedding | MGQEEmbedding):
+            arrays = layer.export_compact()
+            info.compact_arrays[f.name] = arrays
+            new = CompactCodebookEmbedding.from_arrays(
+                arrays, packed=packed_codes, name=name
+            )
+            info.replaced[f.name] = (
+                f"{type(layer).__name__} -> CompactCodebookEmbedding"
+            )
+        elif sq_bits and f.treatment is Treatment.FULL:
+            table = keras.ops.convert_to_numpy(layer.embeddings)
+            new = ScalarQuantizedEmbedding.from_table(table, bits=sq_bits, name=name)
+            info.sq_tables[f.name] = keras.ops.convert_to_numpy(
+                new(np.arange(len(table)))
+            )
+            info.replaced[f.name] = (
+                f"FullEmbedding -> ScalarQuantizedEmbedding({sq_bits})"
+            )
+        else:
+            continue
+        old = serving.deep_embeddings[f.name]
+        serving.deep_embeddings[f.name] = new
+        serving._tracker.untrack(old)  # never built: keep it out of the saved object
+    serving(dummy_inputs(trained.spec))
+    _copy_weights(serving, trained, set(info.replaced))
+    return serving, info
+
+
+def _copy_weights(dst: Any, src: Any, skip: set[str]) -> None:
+    """Copies every weight of ``src`` into ``dst`` layer by layer, except ``skip``."""
+    pairs = [(dst.wide_tables[k], src.wide_tables[k]) for k in dst.wide_tables]
+    pairs += [
+        (dst.deep_embeddings[k], src.deep_embeddings[k])
+        for k in dst.deep_embeddings
+        if k not in skip
+    ]
+    pairs += list(zip(dst.mlp, src.mlp, strict=True)) + [
+        (dst.deep_logit, src.deep_logit)
+    ]
+    for d, s in pairs:
+        d.set_weights(s.get_weights())
+    dst.wide_bias.assign(src.wide_bias)
+    copied = sum(len(d.weights) for d, _ in pairs) + 1
+    replaced = sum(len(dst.deep_embeddings[k].weights) for k in skip)
+    if copied + replaced != len(dst.weights):
+        raise RuntimeError(
+            f"serving model has {len(dst.weights)} weights, copied {copied} + "
+            f"{replaced} compact; the model structure changed"
+        )
+
+
+class ServingModule(tf.Module):
+    """The saved object: ``transform_features``, plus ``serving_default`` with a model.
+
+    The Keras model is held through a bound method, not tracked as a child, so that
+    ``tf.saved_model.save`` does not also trace Keras' default signature for it (a
+    second copy of the graph, +190 kB); its variables are tracked as a list instead.
+
+    Args:
+        transform: The raw -> ids :class:`~trainer.preprocessing.FeatureTransform`.
+        model: The serving model (ids -> logits), or None for the transform only.
+
+    Example:
+        >>> module = ServingModule(transform, serving_model)  # doctest: +SKIP
+        >>> sigs = module.signatures()  # doctest: +SKIP
+        >>> tf.saved_model.save(module, out, signatures=sigs)  # doctest: +SKIP
+    """
+
+    def __init__(self, transform: Any, model: Any = None) -> None:
+        super().__init__(name="serving")
+        self.transform = transform
+        self.spec: FeatureSpec = transform.spec
+        self.model_variables = list(model.variables) if model is not None else []
+        self._forward = model.__call__ if model is not None else None
+
+    def serve(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Raw features -> ``{"probability", "logit"}``, each ``(batch,)``."""
+        logit = self._forward(self.transform(raw), training=False)
+        return {"probability": tf.sigmoid(logit), "logit": logit}
+
+    def transform_features(self, raw: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Raw features -> ids (``trainer.preprocessing`` layout)."""
+        return self.transform(raw)
+
+    def signatures(self) -> dict[str, Any]:
+        """Concrete functions by signature key, for ``tf.saved_model.save``."""
+        sig = [preprocessing.serving_input_signature(self.spec)]
+        out = {
+            TRANSFORM_SIGNATURE: tf.function(
+                self.transform_features, input_signature=sig
+            )
+        }
+        if self._forward is not None:
+            out[SERVING_SIGNATURE] = tf.function(self.serve, input_signature=sig)
+        return {k: fn.get_concrete_function() for k, fn in out.items()}
+
+
+# ---------------------------------------------------------------------------- sizes
+
+
+def table_bits(
+    serving: Any, info: ServingInfo, vocabulary_sizes: Mapping[str, int]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Serving bits and full-embedding baseline bits per table, plus ``"dense"``.
+
+    Tables are named by layer (``emb_<f>``, ``wide_<f>``). Serving bits follow Table 1:
+    each layer's ``serving_bits()``, codebooks as packed code bits + centroid floats;
+    ``"dense"`` is 32 bits per remaining parameter. The baseline is in the module
+    docstring.
+    """
+    from trainer.layers.compact_embedding import compact_serving_bits
+
+    bits: dict[str, int] = {}
+    full: dict[str, int] = {}
+    table_vars: set[int] = set()
+    groups = [(n, layer, True) for n, layer in serving.deep_embeddings.items()]
+    groups += [(n, layer, False) for n, layer in serving.wide_tables.items()]
+    for name, layer, deep in groups:
+        if deep and name in info.compact_arrays:
+            bits[layer.name] = compact_serving_bits(info.compact_arrays[name])
+        else:
+            bits[layer.name] = int(layer.serving_bits())
+        table_vars.update(id(v) for v in layer.weights)
+        width = int(layer.output_dim) if deep else 1
+        rows = vocabulary_sizes.get(name)
+        full[layer.name] = bits[layer.name] if rows is None else 32 * (rows + 1) * width
+    dense = sum(
+        int(np.prod(v.shape)) for v in serving.weights if id(v) not in table_vars
+    )
+    bits["dense"] = full["dense"] = 32 * dense
+    return bits, full
+
+
+def savedmodel_bytes(path: str) -> int:
+    """Bytes (sum of file sizes) of the SavedModel files a server loads.
+
+    Counts ``saved_model.pb``, ``variables/``, ``assets/`` and ``fingerprint.pb``, not
+    ``assets.extra/`` or ``export_metadata.json``.
+    """
+    total = 0
+    for entry in SAVEDMODEL_ENTRIES:
+        p = os.path.join(path, entry)
+        if os.path.isfile(p):
+            total += os.path.getsize(p)
+        for root, _dirs, files in os.walk(p):
+            total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+# ---------------------------------------------------------------- scoring and check
+
+
+def raw_tensor(values: np.ndarray) -> tf.Tensor:
+    """One raw column in the signature's dtype: strings -> tf.string, else float32."""
+    values = np.asarray(values)
+    if values.dtype == object or values.dtype.kind in "US":
+        return tf.constant(
+            [str(v) for v in values.tolist()], tf.string, shape=[len(values)]
+        )
+    return tf.constant(values.astype(np.float32))
+
+
+def load_scorer(export_dir: str, batch_size: int = 8192) -> Scorer:
+    """A function ``raw events -> {"probability", "logit"}`` over an export.
+
+    Args:
+        export_dir: A directory written by :func:`export_serving_model`.
+        batch_size: Events per signature call.
+
+    Returns:
+        ``scorer(raw)``; ``raw`` maps each feature name to an ``(n,)`` array (object
+        strings or floats, as :func:`trainer.data.table_to_raw` returns them).
+    """
+    loaded = tf.saved_model.load(export_dir)
+    fn = loaded.signatures[SERVING_SIGNATURE]
+    names = sorted(fn.structured_input_signature[1])
+
+    def scorer(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(raw[names[0]])
+        parts: dict[str, list[np.ndarray]] = {"probability": [], "logit": []}
+        for start in range(0, n, batch_size):
+            args = {k: raw_tensor(raw[k][start : start + batch_size]) for k in names}
+            outputs = fn(**args)
+            for key, chunks in parts.items():
+                chunks.append(outputs[key].numpy())
+        return {
+            k: np.concatenate(v) if v else np.zeros(0, np.float32)
+            for k, v in parts.items()
+        }
+
+    scorer.loaded = loaded  # type: ignore[attr-defined]  # keeps the resources alive
+    return scorer
+
+
+def read_export_metadata(export_dir: str) -> dict[str, Any]:
+    """``export_metadata.json`` of a finished export.
+
+    Raises:
+        FileNotFoundError: if the export is missing or unfinished.
+    """
+    path = os.path.join(export_dir, EXPORT_METADATA)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path} not found: {export_dir} is not a finished export"
+        )
+    with open(path, encoding="utf-8") as f:
+        return dict(json.load(f))
+
+
+def _verify(
+    out: str,
+    trained: Any,
+    info: ServingInfo,
+    transform: Any,
+    raw: Mapping[str, np.ndarray],
+) -> dict[str, Any]:
+    """Reloads the export and compares it with the (SQ-adjusted) trained model."""
+    ids = data.transform_raw(raw, transform)
+    features = {k: v for k, v in ids.items() if k not in trained.spec.label_keys}
+    backup = {}
+    for name, table in info.sq_tables.items():  # reference = trained with SQ tables
+        backup[name] = trained.deep_embeddings[name].get_weights()
+        trained.deep_embeddings[name].set_weights([table])
+    try:
+        reference = keras.ops.convert_to_numpy(trained(features, training=False))
+    finally:
+        for name, weights in backup.items():
+            trained.deep_embeddings[name].set_weights(weights)
+    exported = load_scorer(out)(raw)
+    logit_diff = float(np.max(np.abs(exported["logit"] - reference), initial=0.0))
+    prob = 1.0 / (1.0 + np.exp(-reference.astype(np.float64)))
+    prob_diff = float(np.max(np.abs(exported["probability"] - prob), initial=0.0))
+    check = {
+        "events": int(len(reference)),
+        "max_abs_logit_diff": logit_diff,
+        "max_abs_probability_diff": prob_diff,
+        "tolerance": TOLERANCE,
+        "reference": "trained model"
+        + (" with SQ-dequantized tables" if info.sq_tables else ""),
+    }
+    if not (logit_diff <= TOLERANCE and prob_diff <= TOLERANCE):
+        raise ExportCheckError(
+            f"{out}: exported scores differ from the trained model's (max |logit diff| "
+            f"{logit_diff:.3g}, max |probability diff| {prob_diff:.3g} > {TOLERANCE}); "
+            "export_metadata.json not written"
+        )
+    return check
+
+
+def _check_batch(
+    spec: FeatureSpec,
+    transform: Any,
+    artifacts: str,
+    meta: Mapping[str, Any],
+    extra: Mapping[str, np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """Probe events + up to 1,024 source events + ``extra``, concatenated."""
+    from trainer import artifacts as artifacts_lib
+
+    vocabularies = {
+        n: artifacts_lib.read_vocab(artifacts, n) for n in transform.vocabulary_sizes
+    }
+    parts = [probe_events(spec, vocabularies, transform.boundaries)]
+    source = _source_events(spec, str(meta.get("source", "")))
+    if source is not None:
+        parts.append(source)
+    if extra is not None:
+        n = len(extra[spec.features[0].name])
+        labels = {k: np.zeros(n, np.float32) for k in spec.label_keys}
+        parts.append({k: np.asarray({**labels, **extra}[k]) for k in parts[0]})
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def probe_events(
+    spec: FeatureSpec,
+    vocabularies: Mapping[str, Sequence[str]],
+    boundaries: Mapping[str, Sequence[float]],
+    n: int = _PROBE_EVENTS,
+) -> dict[str, np.ndarray]:
+    """Deterministic raw events that visit every id path of every feature.
+
+    Categoricals cycle through dictionary values (first rows = head, last rows =
+    tail), unseen values and ``""``; numerics through the bucket boundaries, values
+    between and beyond them, and NaN. Labels are 0.
+
+    Example:
+        >>> raw = probe_events(spec, {"item": ["a", "b"]}, {})  # doctest: +SKIP
+    """
+    rng = np.random.default_rng(0)
+    raw: dict[str, np.ndarray] = {}
+    for f in spec.features:
+        if f.kind is Kind.CATEGORICAL:
+            vocab = list(vocabularies.get(f.name, []))
+            pool = (
+                vocab[:8] + vocab[-8:] + [f"unseen-{i}" for i in range(4)] + ["", "0"]
+            )
+            column = np.asarray([pool[i % len(pool)] for i in range(n)], dtype=object)
+        else:
+            edges = [float(b) for b in boundaries.get(f.name, [])] or [0.0]
+            pool = edges + [e + 0.5 for e in edges] + [-1e9, 1e9, float("nan")]
+            column = np.asarray([pool[i % len(pool)] for i in range(n)], np.float32)
+        raw[f.name] = column[rng.permutation(n)]
+    for key in spec.label_keys:
+        raw[key] = np.zeros(n, np.float32)
+    return raw
+
+
+def _source_events(spec: FeatureSpec, source: str) -> dict[str, np.ndarray] | None:
+    """Up to 1,024 events of the training source ``ROOT@HOURS``, None if unreadable."""
+    from beam_jobs import events
+
+    root, sep, hours = source.rpartition("@")
+    if not sep:
+        return None
+    try:
+        table, _bad = data.read_events(root, events.parse_hour_range(hours), spec)
+    except (OSError, ValueError) as e:
+        logger.warning(
+            "training source %s not readable (%s); probe events only", source, e
+        )
+        return None
+    return data.table_to_raw(table.slice(0, _SOURCE_EVENTS), spec)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_vocabularies(trained: Any, transform: Any, artifacts: str) -> None:
+    rows = data.table_rows(trained.spec, transform)
+    bad = {
+        k: (v, trained.table_rows.get(k))
+        for k, v in rows.items()
+        if trained.table_rows.get(k) != v
+    }
+    if bad:
+        raise ValueError(
+            f"{artifacts}: vocabularies do not match the model's tables "
+            f"(feature: (artifact rows, model rows)) {bad}; export with the artifact "
+            "the model was trained on"
+        )
+
+
+def _resolve_sq_bits(meta: Mapping[str, Any], sq_bits: int | None) -> int | None:
+    if sq_bits is not None:
+        return int(sq_bits)
+    embedding = meta.get("config", {}).get("model", {}).get("embedding", {})
+    return int(embedding.get("bits", 8)) if embedding.get("kind") == "sq" else None
+
+
+def _copy_slicing_artifacts(artifacts: str, dest: str) -> dict[str, Any]:
+    """Copies the manifest and the vocab/tier files (not counts/state) for slicing."""
+    from trainer import artifacts as artifacts_lib
+    from trainer import storage
+
+    manifest = artifacts_lib.load_manifest(artifacts)
+    os.makedirs(os.path.join(dest, "vocab"), exist_ok=True)
+    storage.write_text(
+        os.path.join(dest, artifacts_lib.MANIFEST),
+        json.dumps(manifest, indent=1, sort_keys=True),
+    )
+    for name, summary in manifest.get("features", {}).items():
+        if summary.get("uses_dictionary"):
+            for src in (
+                artifacts_lib.vocab_path(artifacts, name),
+                artifacts_lib.tiers_path(artifacts, name),
+            ):
+                target = os.path.join(dest, "vocab", os.path.basename(src))
+                storage.write_bytes(target, storage.read_bytes(src))
+    return manifest
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer.export",
+        description="Export a trained model as one raw-feature serving SavedModel.",
+    )
+    p.add_argument("--model", required=True, help="trainer.task output directory")
+    p.add_argument("--artifacts", help="stats artifact (default: MODEL/artifacts)")
+    p.add_argument("--out", required=True, help="export directory (new)")
+    p.add_argument("--sq-bits", type=int, help="scalar-quantize full tables to B bits")
+    p.add_argument(
+        "--packed-codes", action="store_true", help="bit-packed DPQ/MGQE codes"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: prints a JSON summary; returns the exit status."""
+    args = _parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        info = export_serving_model(
+            args.model,
+            args.artifacts,
+            args.out,
+            sq_bits=args.sq_bits,
+            packed_codes=args.packed_codes,
+        )
+    except (FileNotFoundError, FileExistsError, ValueError, ExportCheckError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    keys = (
+        "size_bytes",
+        "keras_model_bytes",
+        "serving_bits",
+        "full_embedding_bits",
+        "compression_ratio",
+        "check",
+    )
+    print(json.dumps({k: info[k] for k in keys}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
