@@ -1,0 +1,280 @@
+"""Pipeline-level configuration: where the pipeline runs and what it reads and writes.
+
+``specs/configs/pipeline.yaml`` -> :func:`load_config` -> :class:`PipelineConfig`, one
+dataclass per concern. Every field is validated and errors name the file and the
+field (``pipeline.yaml: blessing.max_regression: must be >= 0, got -1``). Model
+hyperparameters are not here: they live in ``specs/experiments/*.yaml``, which
+``data.trainer_config`` names, and travel to the pipeline as one dict parameter.
+
+Example:
+    >>> cfg = PipelineConfig.from_dict({
+    ...     "data": {"logs_root": "gs://b/logs", "registry_uri": "gs://b/registry",
+    ...              "feature_spec": "specs/features/synthetic.yaml"},
+    ... })
+    >>> cfg.schedule.cron
+    '0 0 * * * *'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from components import images
+
+KFP_HOURLY_CRON = (
+    "0 0 * * * *"  # KFP: seconds minutes hours day-of-month month day-of-week
+)
+
+
+BLESSING_METRICS = ("auc", "rce")  # what trainer.evaluation can gate on
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline config failed validation; the message names the field."""
+
+
+def _require(ok: bool, field: str, message: str) -> None:
+    if not ok:
+        raise PipelineConfigError(f"{field}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class KfpConfig:
+    """A Kubeflow Pipelines deployment (``host`` = its API endpoint)."""
+
+    host: str = ""
+    experiment: str = "compactrec-hourly"
+    pipeline_root: str = ""
+
+    def __post_init__(self) -> None:
+        _require(
+            not self.host or self.host.startswith(("http://", "https://")),
+            "host",
+            f"must start with http:// or https://, got {self.host!r}",
+        )
+        _require(bool(self.experiment.strip()), "experiment", "must not be empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class VertexConfig:
+    """Vertex AI Pipelines: project, region, gs:// pipeline root, runner account."""
+
+    project: str = ""
+    region: str = "us-central1"
+    pipeline_root: str = ""
+    service_account: str = ""
+    experiment: str = "compactrec-hourly"
+
+    def __post_init__(self) -> None:
+        _require(
+            not self.pipeline_root or self.pipeline_root.startswith("gs://"),
+            "pipeline_root",
+            f"must be a gs:// URI, got {self.pipeline_root!r}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Inputs and outputs of every run."""
+
+    logs_root: str
+    registry_uri: str
+    feature_spec: str
+    trainer_config: str = ""  # specs/experiments/NAME.yaml; "" = trainer defaults
+
+    def __post_init__(self) -> None:
+        _require(bool(self.logs_root), "logs_root", "required")
+        _require(bool(self.registry_uri), "registry_uri", "required")
+        _require(bool(self.feature_spec), "feature_spec", "must not be empty")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingConfig:
+    """When a new model may replace production.
+
+    Attributes:
+        metric: The deciding metric, ``auc`` or ``rce`` (higher is better).
+        min_value: The metric must reach at least this value.
+        max_regression: And may trail production by at most this much (absolute).
+    """
+
+    metric: str = "auc"
+    min_value: float = 0.5
+    max_regression: float = 0.005
+
+    def __post_init__(self) -> None:
+        _require(
+            self.metric in BLESSING_METRICS,
+            "metric",
+            f"must be one of {list(BLESSING_METRICS)}, got {self.metric!r}",
+        )
+        _require(
+            self.max_regression >= 0,
+            "max_regression",
+            f"must be >= 0, got {self.max_regression}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AcceleratorConfig:
+    """The training task's accelerator (ignored by local runs)."""
+
+    use_gpu: bool = True
+    type: str = images.ACCELERATOR_TYPE
+    limit: int = images.ACCELERATOR_LIMIT
+
+    def __post_init__(self) -> None:
+        _require(not self.use_gpu or bool(self.type), "type", "required when use_gpu")
+        _require(
+            not self.use_gpu or self.limit >= 1,
+            "limit",
+            f"must be >= 1 when use_gpu, got {self.limit}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """The recurring run: KFP cron (6 fields, with seconds), one run at a time."""
+
+    name: str = "compactrec-hourly"
+    cron: str = KFP_HOURLY_CRON
+    max_concurrency: int = 1
+    no_catchup: bool = True
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name.strip()), "name", "must not be empty")
+        _require(
+            len(self.cron.split()) == 6,
+            "cron",
+            f"KFP cron needs 6 fields (seconds first), got {self.cron!r}",
+        )
+        _require(
+            1 <= self.max_concurrency <= 10,
+            "max_concurrency",
+            f"must be in [1, 10], got {self.max_concurrency}",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Everything ``submit`` and ``schedule`` need besides the hour."""
+
+    data: DataConfig
+    kfp: KfpConfig = dataclasses.field(default_factory=KfpConfig)
+    vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)
+    blessing: BlessingConfig = dataclasses.field(default_factory=BlessingConfig)
+    accelerator: AcceleratorConfig = dataclasses.field(
+        default_factory=AcceleratorConfig
+    )
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+
+    @classmethod
+    def from_dict(
+        cls, raw: Mapping[str, Any], source: str = "<dict>"
+    ) -> PipelineConfig:
+        """Validates a parsed mapping; raises :class:`PipelineConfigError`."""
+        try:
+            return _build(cls, raw, "")
+        except PipelineConfigError as e:
+            raise PipelineConfigError(f"{source}: {e}") from None
+
+    def parameters(
+        self, hour: str, trainer_config: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The ``hourly_training`` arguments for ``hour``.
+
+        The feature spec has one source, ``data.feature_spec``; it is copied into the
+        trainer config so that the stats, the transform and the trainer agree.
+        """
+        acc = self.accelerator
+        return {
+            "hour": hour,
+            "logs_root": self.data.logs_root,
+            "registry_uri": self.data.registry_uri,
+            "feature_spec": self.data.feature_spec,
+            "trainer_config": {
+                **trainer_config,
+                "feature_spec": self.data.feature_spec,
+            },
+            "blessing_metric": self.blessing.metric,
+            "min_value": self.blessing.min_value,
+            "max_regression": self.blessing.max_regression,
+            "accelerator_type": acc.type if acc.use_gpu else "",
+            "accelerator_limit": acc.limit if acc.use_gpu else 0,
+        }
+
+
+def load_config(path: str) -> PipelineConfig:
+    """Reads and validates a pipeline config YAML.
+
+    Raises:
+        PipelineConfigError: naming ``path`` and the field.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise PipelineConfigError(f"{path}: pipeline config not found") from None
+    except yaml.YAMLError as e:
+        raise PipelineConfigError(f"{path}: not valid YAML: {e}") from None
+    return PipelineConfig.from_dict(raw, source=path)
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    where = path or "<root>"
+    if not isinstance(raw, Mapping):
+        raise PipelineConfigError(
+            f"{where}: must be a mapping, got {type(raw).__name__}"
+        )
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise PipelineConfigError(
+            f"{path + '.' if path else ''}{unknown[0]}: unknown field; allowed: {names}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        field = f"{path}.{name}" if path else name
+        kwargs[name] = _coerce(hints[name], value, field)
+    try:
+        return cls(**kwargs)
+    except PipelineConfigError as e:
+        raise PipelineConfigError(f"{path + '.' if path else ''}{e}") from None
+    except TypeError as e:  # a required field is missing
+        match = re.search(r"'(\w+)'", str(e))
+        missing = match.group(1) if match else str(e)
+        raise PipelineConfigError(
+            f"{path + '.' if path else ''}{missing}: required"
+        ) from None
+
+
+def _coerce(tp: Any, value: Any, field: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, field)
+    if tp is bool:
+        _require(
+            isinstance(value, bool), field, f"must be true or false, got {value!r}"
+        )
+    elif tp is int:
+        _require(
+            isinstance(value, int) and not isinstance(value, bool),
+            field,
+            f"must be an integer, got {value!r}",
+        )
+    elif tp is float:
+        _require(
+            isinstance(value, int | float) and not isinstance(value, bool),
+            field,
+            f"must be a number, got {value!r}",
+        )
+        value = float(value)
+    elif tp is str:
+        _require(isinstance(value, str), field, f"must be a string, got {value!r}")
+    return value
