@@ -131,7 +131,9 @@ def empty_table(spec: FeatureSpec) -> pa.Table:
 # -------------------------------------------------------------------- validate: rows
 
 
-def validate_record(record: Any, spec: FeatureSpec) -> tuple[dict[str, Any] | None, str]:
+def validate_record(
+    record: Any, spec: FeatureSpec
+) -> tuple[dict[str, Any] | None, str]:
     """Checks one decoded record against the contract.
 
     Returns:
@@ -162,7 +164,10 @@ def validate_record(record: Any, spec: FeatureSpec) -> tuple[dict[str, Any] | No
         if v is None or v == "":
             out[name] = None
         elif isinstance(v, bool):
-            return None, f"{name}: categorical value must be a string or integer, got {v!r}"
+            return (
+                None,
+                f"{name}: categorical value must be a string or integer, got {v!r}",
+            )
         elif isinstance(v, int):
             out[name] = str(v)
         elif isinstance(v, str):
@@ -170,7 +175,10 @@ def validate_record(record: Any, spec: FeatureSpec) -> tuple[dict[str, Any] | No
                 return None, f"{name}: value longer than {MAX_STRING_LEN} characters"
             out[name] = v
         else:
-            return None, f"{name}: categorical value must be a string, got {type(v).__name__}"
+            return (
+                None,
+                f"{name}: categorical value must be a string, got {type(v).__name__}",
+            )
     for name in spec.numeric_names:
         v = record.get(name)
         if v is None:
@@ -254,7 +262,10 @@ def validate_table(
     ts = cols[spec.timestamp_key]
     ts_np = ts.to_numpy(zero_copy_only=False).astype("float64")  # nulls -> nan
     flag(np.isnan(ts_np), f"missing timestamp field {spec.timestamp_key!r}")
-    flag(~((ts_np >= MIN_TS) & (ts_np < MAX_TS)), f"{spec.timestamp_key} outside [2000, 2100)")
+    flag(
+        ~((ts_np >= MIN_TS) & (ts_np < MAX_TS)),
+        f"{spec.timestamp_key} outside [2000, 2100)",
+    )
     for k in spec.label_keys:
         y = cols[k].to_numpy(zero_copy_only=False).astype("float64")
         flag(np.isnan(y), f"missing label {k!r}")
@@ -266,8 +277,13 @@ def validate_table(
             absurd = present & ~(np.isfinite(x) & (np.abs(x) <= MAX_ABS_NUMERIC))
         flag(absurd, f"{name}: absurd numeric value")
     for name in spec.categorical_names:
-        lens = pc.fill_null(pc.utf8_length(cols[name]), 0).to_numpy(zero_copy_only=False)
-        flag(lens > MAX_STRING_LEN, f"{name}: value longer than {MAX_STRING_LEN} characters")
+        lens = pc.fill_null(pc.utf8_length(cols[name]), 0).to_numpy(
+            zero_copy_only=False
+        )
+        flag(
+            lens > MAX_STRING_LEN,
+            f"{name}: value longer than {MAX_STRING_LEN} characters",
+        )
 
     dead: list[DeadLetter] = []
     if bad.any():
@@ -324,7 +340,9 @@ def _dump(row: Mapping[str, Any]) -> str:
     return json.dumps(row, default=str, sort_keys=True)[:2000]
 
 
-def _dead_rows(table: pa.Table, idx: Iterable[int], source: str, reason: str) -> list[DeadLetter]:
+def _dead_rows(
+    table: pa.Table, idx: Iterable[int], source: str, reason: str
+) -> list[DeadLetter]:
     rows = table.to_pylist()
     return [DeadLetter(source, i + 1, reason, _dump(rows[i])) for i in idx]
 
@@ -361,7 +379,9 @@ def read_file(path: str, spec: FeatureSpec) -> tuple[pa.Table, list[DeadLetter]]
         try:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowInvalid, OSError) as e:
-            return empty_table(spec), [DeadLetter(path, 0, f"unreadable Parquet: {e}", "")]
+            return empty_table(spec), [
+                DeadLetter(path, 0, f"unreadable Parquet: {e}", "")
+            ]
         return validate_table(table, spec, path)
     text = data.decode("utf-8", errors="replace")
     return parse_json_lines(text.splitlines(), spec, path)
@@ -422,6 +442,8 @@ def summarize(table: pa.Table, spec: FeatureSpec) -> dict[str, Any]:
         out[f"distinct_{name}"] = pc.count_distinct(table[name]).as_py()
     label = spec.label_key
     out["label_mean"] = (
-        round(float(pc.mean(table[label]).as_py()), 4) if table.num_rows else float("nan")
+        round(float(pc.mean(table[label]).as_py()), 4)
+        if table.num_rows
+        else float("nan")
     )
     return out

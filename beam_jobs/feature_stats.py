@@ -260,7 +260,11 @@ def _options(pipeline_args: Sequence[str], config: StatsConfig) -> PipelineOptio
     runner = options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
     given = " ".join(pipeline_args)
-    if runner in (None, "DirectRunner"):
+    if runner is None:
+        # Beam 2.77 would otherwise pick the Prism runner, which downloads its binary
+        # at start-up (impossible offline) before falling back.
+        options.view_as(StandardOptions).runner = runner = "DirectRunner"
+    if runner == "DirectRunner":
         if "--direct_num_workers" not in given:
             direct.direct_num_workers = config.direct_num_workers
         if "--direct_running_mode" not in given:

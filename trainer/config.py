@@ -49,7 +49,6 @@ def _positive(name: str, value: Any) -> None:
         raise ConfigError(f"{name}: must be a positive integer, got {value!r}")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class EmbeddingConfig:
     """How categorical ids are embedded (the compression method).
@@ -87,7 +86,7 @@ class EmbeddingConfig:
             raise ConfigError(
                 f"num_subspaces: dim {self.dim} is not divisible by {self.num_subspaces}"
             )
-        if any(b > a for a, b in zip(self.num_centroids, self.num_centroids[1:])):
+        if any(b > a for a, b in zip(self.num_centroids, self.num_centroids[1:], strict=False)):
             raise ConfigError(
                 f"num_centroids: must not increase (K_1 >= K_2 ...), got {self.num_centroids}"
             )
@@ -149,7 +148,13 @@ class TrainingConfig:
     mixed_precision: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "checkpoint_every", "log_every", "eval_batch_size"):
+        for name in (
+            "batch_size",
+            "epochs",
+            "checkpoint_every",
+            "log_every",
+            "eval_batch_size",
+        ):
             _positive(name, getattr(self, name))
         if self.max_steps < 0:
             raise ConfigError(f"max_steps: must be >= 0, got {self.max_steps}")
@@ -219,7 +224,9 @@ def _plain(v: Any) -> Any:
 
 def _build(cls: type, raw: Any, path: str) -> Any:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path or '<root>'}: must be a mapping, got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path or '<root>'}: must be a mapping, got {type(raw).__name__}"
+        )
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))

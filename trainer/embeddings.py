@@ -82,7 +82,9 @@ def build_embedding(
     if kind == "lrf":
         from trainer.layers.low_rank_embedding import LowRankEmbedding
 
-        return LowRankEmbedding(num_rows=num_rows, output_dim=cfg.dim, rank=cfg.rank, **kw)
+        return LowRankEmbedding(
+            num_rows=num_rows, output_dim=cfg.dim, rank=cfg.rank, **kw
+        )
     if kind == "sq":
         # Scalar quantization is post-training: train a full table, quantize at export.
         from trainer.layers.full_embedding import FullEmbedding
@@ -132,14 +134,18 @@ _TREATMENT_TO_KIND = {
 }
 
 
-def feature_embedding_config(feature: FeatureConfig, base: EmbeddingConfig | None = None) -> EmbeddingConfig:
+def feature_embedding_config(
+    feature: FeatureConfig, base: EmbeddingConfig | None = None
+) -> EmbeddingConfig:
     """The :class:`EmbeddingConfig` of one feature from its spec entry."""
     import dataclasses
 
     base = base or EmbeddingConfig()
     kind = _TREATMENT_TO_KIND[feature.treatment]
     ks = feature.num_centroids if kind == "mgqe" else feature.num_centroids[:1]
-    num_subspaces = feature.num_subspaces if kind in ("dpq", "mgqe") else base.num_subspaces
+    num_subspaces = (
+        feature.num_subspaces if kind in ("dpq", "mgqe") else base.num_subspaces
+    )
     if kind not in ("dpq", "mgqe") and feature.embedding_dim % num_subspaces:
         num_subspaces = 1
     return dataclasses.replace(

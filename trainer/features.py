@@ -35,12 +35,12 @@ class FeatureSpecError(ValueError):
     """A feature spec failed validation; the message names the file and field."""
 
 
-class Kind(str, enum.Enum):
+class Kind(enum.StrEnum):
     CATEGORICAL = "categorical"
     NUMERIC = "numeric"
 
 
-class Treatment(str, enum.Enum):
+class Treatment(enum.StrEnum):
     """How a feature is turned into ids and embedded."""
 
     FULL = "full"  # one row per value in the (capped) dictionary, + 1 OOV row
@@ -252,7 +252,9 @@ def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
             f"{where}.treatment",
             f"{raw.get('treatment')!r} is not one of {[t.value for t in Treatment]}",
         ) from None
-    allowed = _CATEGORICAL_TREATMENTS if kind is Kind.CATEGORICAL else _NUMERIC_TREATMENTS
+    allowed = (
+        _CATEGORICAL_TREATMENTS if kind is Kind.CATEGORICAL else _NUMERIC_TREATMENTS
+    )
     if treatment not in allowed:
         raise _fail(
             source,
@@ -261,7 +263,13 @@ def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
             f"use one of {sorted(t.value for t in allowed)}",
         )
     kw: dict[str, Any] = {"name": name, "kind": kind, "treatment": treatment}
-    for key in ("embedding_dim", "top_k", "hash_buckets", "num_subspaces", "num_buckets"):
+    for key in (
+        "embedding_dim",
+        "top_k",
+        "hash_buckets",
+        "num_subspaces",
+        "num_buckets",
+    ):
         if key in raw:
             kw[key] = _pos_int(raw[key], source, f"{where}.{key}")
     if "hash_combiner" in raw:
@@ -278,10 +286,14 @@ def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
             isinstance(s, int | float) and 0 < s < 1 for s in shares
         ):
             raise _fail(
-                source, f"{where}.tier_shares", f"must be a list of shares in (0, 1), got {shares!r}"
+                source,
+                f"{where}.tier_shares",
+                f"must be a list of shares in (0, 1), got {shares!r}",
             )
         if any(b <= a for a, b in zip(shares, shares[1:], strict=False)):
-            raise _fail(source, f"{where}.tier_shares", f"must increase, got {shares!r}")
+            raise _fail(
+                source, f"{where}.tier_shares", f"must increase, got {shares!r}"
+            )
         kw["tier_shares"] = tuple(float(s) for s in shares)
     if "tier_min_counts" in raw:
         counts = raw["tier_min_counts"]
@@ -289,19 +301,25 @@ def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
             isinstance(c, int) and c > 0 for c in counts
         ):
             raise _fail(
-                source, f"{where}.tier_min_counts", f"must be positive integers, got {counts!r}"
+                source,
+                f"{where}.tier_min_counts",
+                f"must be positive integers, got {counts!r}",
             )
         if any(b >= a for a, b in zip(counts, counts[1:], strict=False)):
             raise _fail(
-                source, f"{where}.tier_min_counts", f"must strictly decrease, got {counts!r}"
+                source,
+                f"{where}.tier_min_counts",
+                f"must strictly decrease, got {counts!r}",
             )
         kw["tier_min_counts"] = tuple(counts)
     if "num_centroids" in raw:
         ks = raw["num_centroids"]
         if isinstance(ks, int):
             ks = [ks]
-        if not isinstance(ks, list) or not ks or not all(
-            isinstance(k, int) and 2 <= k <= MAX_CENTROIDS for k in ks
+        if (
+            not isinstance(ks, list)
+            or not ks
+            or not all(isinstance(k, int) and 2 <= k <= MAX_CENTROIDS for k in ks)
         ):
             raise _fail(
                 source,
@@ -309,7 +327,11 @@ def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
                 f"must be integers in [2, {MAX_CENTROIDS}], got {raw['num_centroids']!r}",
             )
         if any(b > a for a, b in zip(ks, ks[1:], strict=False)):
-            raise _fail(source, f"{where}.num_centroids", f"must not increase (K_1 >= K_2 ...), got {ks!r}")
+            raise _fail(
+                source,
+                f"{where}.num_centroids",
+                f"must not increase (K_1 >= K_2 ...), got {ks!r}",
+            )
         kw["num_centroids"] = tuple(ks)
     cfg = FeatureConfig(**kw)
     if cfg.treatment in (Treatment.DPQ, Treatment.MGQE):
@@ -319,14 +341,19 @@ def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
                 f"{where}.num_subspaces",
                 f"embedding_dim {cfg.embedding_dim} is not divisible by {cfg.num_subspaces}",
             )
-    if cfg.treatment is Treatment.MGQE and len(cfg.num_centroids) not in (1, cfg.num_tiers):
+    if cfg.treatment is Treatment.MGQE and len(cfg.num_centroids) not in (
+        1,
+        cfg.num_tiers,
+    ):
         raise _fail(
             source,
             f"{where}.num_centroids",
             f"needs one K per tier ({cfg.num_tiers} tiers), got {list(cfg.num_centroids)}",
         )
     if cfg.hash_combiner == "concat" and cfg.embedding_dim % 2:
-        raise _fail(source, f"{where}.embedding_dim", "must be even with hash_combiner concat")
+        raise _fail(
+            source, f"{where}.embedding_dim", "must be even with hash_combiner concat"
+        )
     return cfg
 
 
@@ -334,7 +361,10 @@ def _parse_spec(raw: Any, source: str) -> FeatureSpec:
     if not isinstance(raw, Mapping):
         raise _fail(source, "<root>", f"must be a mapping, got {type(raw).__name__}")
     _check_keys(
-        raw, {"name", "timestamp_key", "label_keys", "features", "crosses"}, source, "<root>"
+        raw,
+        {"name", "timestamp_key", "label_keys", "features", "crosses"},
+        source,
+        "<root>",
     )
     name = raw.get("name")
     if not isinstance(name, str) or not name:
@@ -342,24 +372,32 @@ def _parse_spec(raw: Any, source: str) -> FeatureSpec:
     feats = raw.get("features")
     if not isinstance(feats, list) or not feats:
         raise _fail(source, "features", "required non-empty list")
-    features = tuple(_parse_feature(f, source, f"features[{i}]") for i, f in enumerate(feats))
+    features = tuple(
+        _parse_feature(f, source, f"features[{i}]") for i, f in enumerate(feats)
+    )
     seen: set[str] = set()
     for i, f in enumerate(features):
         if f.name in seen:
             raise _fail(source, f"features[{i}].name", f"duplicate feature {f.name!r}")
         seen.add(f.name)
     labels = raw.get("label_keys", [LABEL_KEY])
-    if not isinstance(labels, list) or not labels or not all(
-        isinstance(x, str) and x for x in labels
+    if (
+        not isinstance(labels, list)
+        or not labels
+        or not all(isinstance(x, str) and x for x in labels)
     ):
-        raise _fail(source, "label_keys", f"must be a non-empty list of names, got {labels!r}")
+        raise _fail(
+            source, "label_keys", f"must be a non-empty list of names, got {labels!r}"
+        )
     ts = raw.get("timestamp_key", TIMESTAMP_KEY)
     if not isinstance(ts, str) or not ts:
         raise _fail(source, "timestamp_key", f"must be a non-empty string, got {ts!r}")
     reserved = {ts, *labels}
     for i, f in enumerate(features):
         if f.name in reserved:
-            raise _fail(source, f"features[{i}].name", f"{f.name!r} is the timestamp or a label")
+            raise _fail(
+                source, f"features[{i}].name", f"{f.name!r} is the timestamp or a label"
+            )
     crosses = []
     for i, c in enumerate(raw.get("crosses") or []):
         where = f"crosses[{i}]"
@@ -372,7 +410,9 @@ def _parse_spec(raw: Any, source: str) -> FeatureSpec:
         for n in names:
             if n not in seen:
                 raise _fail(source, f"{where}.features", f"unknown feature {n!r}")
-        buckets = _pos_int(c.get("hash_buckets", 2**14), source, f"{where}.hash_buckets")
+        buckets = _pos_int(
+            c.get("hash_buckets", 2**14), source, f"{where}.hash_buckets"
+        )
         crosses.append(CrossConfig(features=tuple(names), hash_buckets=buckets))
     return FeatureSpec(
         name=name,

@@ -251,7 +251,9 @@ def write_if_generation_match(uri: str, data: bytes, generation: int) -> None:
         try:
             _blob(uri).upload_from_string(data, if_generation_match=generation)
         except exceptions.PreconditionFailed as e:
-            raise PreconditionFailed(f"{uri} changed since generation {generation}") from e
+            raise PreconditionFailed(
+                f"{uri} changed since generation {generation}"
+            ) from e
         return
     import fcntl
 
