@@ -131,8 +131,9 @@ def make_dataset(
 
 
 def num_batches(examples: Examples, label_key: str, batch_size: int, epochs: int) -> int:
+    """Batches of :func:`make_dataset` (epochs are concatenated before batching)."""
     n = len(examples[label_key])
-    return epochs * (-(-n // batch_size)) if n else 0
+    return -(-epochs * n // batch_size)
 
 
 # ------------------------------------------------------------ transformed TFRecords

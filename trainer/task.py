@@ -11,7 +11,10 @@ output), with dictionaries, tiers and bucket boundaries from the Beam stats arti
 * ``checkpoints/`` (model + optimizer slots; a killed run resumes from here);
 * ``tensorboard/``; ``metadata.json`` (config, rows, steps, loss, serving bits).
 
-An hour with no events is skipped with a warning and never trained on.
+An hour with no events is skipped with a warning and never trained on. With a
+``TF_CONFIG`` naming several workers the model and optimizers live under a
+MultiWorkerMirroredStrategy (:func:`trainer.train_loop.make_strategy`); give each worker
+its own ``out`` (the chief's holds the model).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def run(
             f"model.name: trainer.task trains wide_deep on event logs; "
             f"{config.model.name!r} is trained by trainer.reproduce"
         )
+    # Before any TF op: MultiWorkerMirroredStrategy must configure collectives first.
+    strategy = train_loop.make_strategy()
     tf.keras.utils.set_random_seed(config.training.seed)
     spec = load_feature_spec(config.feature_spec)
     os.makedirs(out, exist_ok=True)
@@ -72,22 +77,26 @@ def run(
         logger.warning("no events in %s; hour skipped, nothing trained", source)
         return {"skipped": True, "reason": f"no events in {source}", "examples": 0}
     rows = data.table_rows(spec, transform)
-    model = WideAndDeep(
-        spec.to_dict(), rows, config.model.hidden_units, config.model.dropout, name="wide_and_deep"
-    )
-    model(dummy_inputs(spec))
-    warm.set_tiers_from_artifacts(model, spec, local_artifacts)
-    groups = [
-        (train_loop.make_optimizer(config.wide_optimizer), lambda: model.wide_variables),
-        (train_loop.make_optimizer(config.optimizer), lambda: model.deep_variables),
-    ]
+    with strategy.scope():
+        model = WideAndDeep(
+            spec.to_dict(), rows, config.model.hidden_units, config.model.dropout,
+            name="wide_and_deep",
+        )
+        model(dummy_inputs(spec))
+        warm.set_tiers_from_artifacts(model, spec, local_artifacts)
+        groups = [
+            (train_loop.make_optimizer(config.wide_optimizer), lambda: model.wide_variables),
+            (train_loop.make_optimizer(config.optimizer), lambda: model.deep_variables),
+        ]
+        for opt, variables in groups:  # warm start copies slots into built optimizers
+            opt.build(variables())
     warm_report = None
     if warm_start and not os.path.isdir(os.path.join(out, "checkpoints")):
         warm_report = warm.warm_start(model, groups, warm_start, spec, local_artifacts)
     t = config.training
     ds = data.make_dataset(examples, spec.label_key, t.batch_size, t.seed, epochs=t.epochs)
     total = data.num_batches(examples, spec.label_key, t.batch_size, t.epochs)
-    result = train_loop.train(model, ds, groups, t, out, total, progress)
+    result = train_loop.train(model, ds, groups, t, out, total, progress, strategy)
     model.save(os.path.join(out, MODEL_FILE))
     meta = {
         "config": config.to_dict(),

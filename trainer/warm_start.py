@@ -77,7 +77,7 @@ def _restore_previous(prev_dir: str) -> tuple[Any, list[Any]]:
     opts[1].build(prev.deep_variables)
     latest = tf.train.latest_checkpoint(os.path.join(prev_dir, "checkpoints"))
     if latest:
-        ckpt = tf.train.Checkpoint(model=prev, optimizer_0=opts[0], optimizer_1=opts[1])
+        ckpt = train_loop.make_checkpoint(prev, opts)
         ckpt.restore(latest).expect_partial()
     else:
         logger.warning("%s has no checkpoint; optimizer slots start fresh", prev_dir)

@@ -70,6 +70,26 @@ class WideAndDeep(keras.Model):
         self.dropouts = [keras.layers.Dropout(self.dropout) for _ in self.hidden_units]
         self.deep_logit = keras.layers.Dense(1, name="deep_logit")
         self.wide_bias = self.add_weight(name="wide_bias", shape=(), initializer="zeros")
+        self._build_sublayers()
+
+    def _build_sublayers(self) -> None:
+        """Creates every sub-layer weight now, outside the model's name scope.
+
+        Built lazily inside the first call, weights would be named
+        ``wide_and_deep/emb_x/...`` in the trained model but ``emb_x/...`` in the same
+        model loaded from ``.keras``; warm start and checkpoints match weights by path,
+        so both must agree. (A lazy build inside Keras' symbolic first call would also
+        drop MGQE's default ``row_tier`` assignment.)
+        """
+        for layer in [*self.deep_embeddings.values(), *self.wide_tables.values()]:
+            layer.build()
+        width = sum(
+            getattr(self.deep_embeddings.get(f.name), "output_dim", 1) for f in self.spec.features
+        )
+        for dense in self.mlp:
+            dense.build((None, width))
+            width = dense.units
+        self.deep_logit.build((None, width))
 
     def _build_tables(self) -> None:
         from trainer.config import EmbeddingConfig

@@ -1,0 +1,204 @@
+"""Tests of trainer.task: run() on hourly events, idempotency, empty hours, config
+errors, the CLI, and the container that runs it (trainer/Dockerfile)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from tests.trainer import wide_deep_testing as wdt
+from trainer import task
+from trainer.config import ConfigError
+
+HOUR0, EMPTY_HOUR = "2026-01-01T00", "2026-01-01T02"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Two hours of tiny synthetic events, an empty third hour, stats of hour 0."""
+    from beam_jobs import events, synthetic
+
+    root = tmp_path_factory.mktemp("task")
+    logs = str(root / "logs")
+    wdt.write_tiny_stream(logs, hours=2)
+    empty = synthetic.SCHEMA.empty_table()
+    events.write_partition(logs, dt.datetime(2026, 1, 1, 2, tzinfo=dt.UTC), empty)
+    stats = wdt.tiny_stats(logs, HOUR0, str(root / "stats0"))
+    return {"root": root, "logs": logs, "stats": stats}
+
+
+@pytest.fixture(scope="module")
+def trained(world):
+    out = str(world["root"] / "model0")
+    meta = task.run(wdt.tiny_config(), world["logs"], world["stats"], out, hours=HOUR0)
+    return out, meta
+
+
+def test_run_trains_and_writes_model_and_metadata(trained, world):
+    out, meta = trained
+    assert meta["examples"] == 256 and meta["steps"] == 8 and meta["resumed_from"] == 0
+    assert np.isfinite(meta["final_loss"])
+    assert meta["source"] == f"{world['logs']}@{HOUR0}"
+    on_disk = json.loads(open(os.path.join(out, task.METADATA_FILE)).read())
+    assert on_disk["steps"] == 8 and on_disk["config"]["name"] == "tiny"
+    model = keras.saving.load_model(os.path.join(out, task.MODEL_FILE))
+    assert model.serving_bits() == meta["serving_bits"]
+    assert meta["table_rows"]["user_id"] == 4  # top_k 3 + OOV row
+    # The artifact travels with the model, and MGQE tiers come from it.
+    assert os.path.isfile(os.path.join(out, "artifacts", "manifest.json"))
+    tiers = (
+        open(os.path.join(out, "artifacts", "vocab", "item_id.tiers")).read().split()
+    )
+    expected = [int(t) for t in tiers] + [1]  # OOV row: last tier
+    np.testing.assert_array_equal(
+        model.deep_embeddings["item_id"].row_tier.numpy(), expected
+    )
+    assert os.path.isfile(os.path.join(out, "checkpoints", "ckpt-8.index"))
+
+
+def test_rerun_is_idempotent(trained, world):
+    out, meta = trained
+    before = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)}
+    again = task.run(wdt.tiny_config(), world["logs"], world["stats"], out, hours=HOUR0)
+    assert again == json.loads(json.dumps(meta, default=str))
+    after = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)}
+    assert after == before
+
+
+def test_empty_hour_is_skipped_with_a_warning(world, caplog):
+    out = str(world["root"] / "empty")
+    with caplog.at_level(logging.WARNING, logger="trainer.task"):
+        meta = task.run(
+            wdt.tiny_config(), world["logs"], world["stats"], out, hours=EMPTY_HOUR
+        )
+    assert meta["skipped"] is True and meta["examples"] == 0
+    assert any(
+        "no events" in r.getMessage() and EMPTY_HOUR in r.getMessage()
+        for r in caplog.records
+    )
+    for name in (task.MODEL_FILE, task.METADATA_FILE, "checkpoints"):
+        assert not os.path.exists(os.path.join(out, name)), name
+
+
+def test_bad_config_names_the_field(world, tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"training\.batch_size: must be a positive integer"
+    ):
+        wdt.tiny_config(**{"training.batch_size": 0})
+    with pytest.raises(ConfigError, match=r"optimizer\.name: 'rmsprop' is not one of"):
+        wdt.tiny_config(**{"optimizer.name": "rmsprop"})
+    gmf = wdt.tiny_config(**{"model.name": "gmf"})
+    with pytest.raises(ConfigError, match=r"^model\.name: .*trainer\.reproduce"):
+        task.run(gmf, world["logs"], world["stats"], str(tmp_path / "m"), hours=HOUR0)
+    assert not os.path.exists(tmp_path / "m")
+
+
+def test_cli_trains_with_set_overrides(world, tmp_path, capsys):
+    out = str(tmp_path / "cli")
+    argv = [
+        "--spec",
+        str(wdt.TINY_EXPERIMENT),
+        "--train",
+        world["logs"],
+        "--hours",
+        HOUR0,
+        "--artifacts",
+        world["stats"],
+        "--out",
+        out,
+        "--set",
+        f"feature_spec={wdt.TINY_SPEC}",
+        "--set",
+        "training.max_steps=3",
+        "--set",
+        "model.hidden_units=[4]",
+    ]
+    assert task.main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln for ln in lines if ln.startswith("step ")][-1].startswith(
+        "step 3/3 loss "
+    )
+    summary = json.loads(lines[-1])
+    assert summary["steps"] == 3 and summary["examples"] == 256
+    meta = json.loads(open(os.path.join(out, task.METADATA_FILE)).read())
+    assert meta["config"]["training"]["max_steps"] == 3
+    assert meta["config"]["model"]["hidden_units"] == [4]
+
+
+def test_cli_bad_override_exits_2_naming_the_field(world, tmp_path, capsys):
+    argv = [
+        "--spec",
+        str(wdt.TINY_EXPERIMENT),
+        "--train",
+        world["logs"],
+        "--hours",
+        HOUR0,
+        "--artifacts",
+        world["stats"],
+        "--out",
+        str(tmp_path / "x"),
+        "--set",
+        "training.epochs=-1",
+    ]
+    assert task.main(argv) == 2
+    assert "training.epochs" in capsys.readouterr().err
+    assert task.main([*argv[:-2], "--set", "novalue"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- container
+
+
+def _dockerfile() -> tuple[list[str], str]:
+    text = (wdt.REPO / "trainer" / "Dockerfile").read_text()
+    logical = re.sub(r"\\\n", " ", text)  # join continuation lines
+    lines = [
+        ln.strip()
+        for ln in logical.splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    return lines, text
+
+
+def test_dockerfile_pins_tensorflow_and_installs_with_the_constraints():
+    lines, _ = _dockerfile()
+    froms = [ln for ln in lines if ln.startswith("FROM ")]
+    assert froms == ["FROM tensorflow/tensorflow:2.21.0-gpu"]
+    pinned = re.search(
+        r"^tensorflow==(\S+)$",
+        (wdt.REPO / "requirements" / "constraints.txt").read_text(),
+        re.M,
+    )
+    assert pinned and froms[0].endswith(f":{pinned.group(1)}-gpu")
+    installs = [ln for ln in lines if ln.startswith("RUN ") and "pip install" in ln]
+    assert len(installs) == 1
+    assert re.search(
+        r"pip install (-c|--constraint) requirements/constraints\.txt \.", installs[0]
+    )
+    copies = " ".join(ln for ln in lines if ln.startswith("COPY "))
+    for path in ("requirements/constraints.txt", "pyproject.toml", "trainer", "specs"):
+        assert path in copies, path
+        assert (wdt.REPO / path).exists(), path
+
+
+def test_dockerfile_entrypoint_is_the_trainer_task():
+    lines, _ = _dockerfile()
+    entry = [ln for ln in lines if ln.startswith("ENTRYPOINT ")]
+    assert len(entry) == 1
+    assert json.loads(entry[0][len("ENTRYPOINT ") :]) == [
+        "python",
+        "-m",
+        "trainer.task",
+    ]
+    # Everything the image copies must survive .dockerignore.
+    text = (wdt.REPO / ".dockerignore").read_text()
+    ignored = [ln.strip() for ln in text.splitlines() if ln.strip() and ln[0] != "#"]
+    for kept in ("trainer", "specs", "requirements", "pyproject.toml", "beam_jobs"):
+        assert kept not in ignored, kept
