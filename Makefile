@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 run: setup  ## generate a synthetic stream and replay it through the hourly pipeline locally
-	$(BIN)/python -m pipeline demo --out $(RUN_DIR)
+	$(BIN)/python -m pipeline demo --out $(RUN_DIR) --hours 3 --events-per-hour 20000
 
 test: setup  ## all tests, the end-to-end ones included
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

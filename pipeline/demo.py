@@ -82,8 +82,13 @@ def run(
     return results
 
 
+def _ratio(value: Any, base: Any) -> str:
+    return f"{float(value) / float(base):.3f}" if value and base else "-"
+
+
 def table(results: dict[str, list[dict[str, Any]]]) -> str:
-    """The per-hour table: RCE per variant, bytes and compression vs the baseline."""
+    """Per hour: next-hour RCE per variant, exported bytes, and compression against the
+    full-embedding baseline both on disk (bytes) and by Table 1 serving bits."""
     head = (
         "hour",
         "RCE full",
@@ -92,13 +97,14 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
         "bytes full",
         "bytes hybrid",
         "bytes mgqe",
-        "hybrid/full",
-        "mgqe/full",
+        "hybrid/full bytes",
+        "mgqe/full bytes",
+        "hybrid/full bits",
+        "mgqe/full bits",
     )
     rows = [head]
     for i, full in enumerate(results["full"]):
         hyb, mg = results["hybrid"][i], results["mgqe"][i]
-        fb = full.get("size_bytes") or 0
         rows.append(
             (
                 full["hour"],
@@ -106,9 +112,13 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
                     f"{r['metrics'].get('rce', float('nan')):.3f}"
                     for r in (full, hyb, mg)
                 ),
-                *(f"{r.get('size_bytes') or 0:,}" for r in (full, hyb, mg)),
+                *(f"{int(r.get('size_bytes') or 0):,}" for r in (full, hyb, mg)),
                 *(
-                    f"{(r.get('size_bytes') or 0) / fb:.3f}" if fb else "-"
+                    _ratio(r.get("size_bytes"), full.get("size_bytes"))
+                    for r in (hyb, mg)
+                ),
+                *(
+                    _ratio(r.get("serving_bits"), full.get("serving_bits"))
                     for r in (hyb, mg)
                 ),
             )
@@ -122,29 +132,22 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
 def _plot(results: dict[str, list[dict[str, Any]]]) -> str:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
-    for variant, recs in results.items():
-        x = list(range(len(recs)))
-        ax1.plot(
-            x,
-            [r["metrics"].get("rce", float("nan")) for r in recs],
-            marker="o",
-            label=variant,
-        )
-        ax2.bar(
-            [i + 0.27 * list(results).index(variant) for i in x],
-            [(r.get("size_bytes") or 0) / 1e6 for r in recs],
-            width=0.27,
-            label=variant,
-        )
-    ax1.set(
-        title="RCE on the next hour (higher is better)",
-        xlabel="hour index",
-        ylabel="RCE",
-    )
-    ax2.set(title="exported SavedModel size", xlabel="hour index", ylabel="MB")
+    hours = [r["hour"][-5:] for r in next(iter(results.values()))]
+    x = list(range(len(hours)))
+    width = 0.8 / len(results)
+    for j, (variant, recs) in enumerate(results.items()):
+        rce = [r["metrics"].get("rce", float("nan")) for r in recs]
+        ax1.plot(x, rce, marker="o", label=variant)
+        offsets = [i + (j - (len(results) - 1) / 2) * width for i in x]
+        mb = [(r.get("size_bytes") or 0) / 1e6 for r in recs]
+        ax2.bar(offsets, mb, width=width, label=variant)
+    ax1.set(title="RCE on the next hour (higher is better)", ylabel="RCE")
+    ax2.set(title="exported serving SavedModel on disk", ylabel="MB")
     for ax in (ax1, ax2):
+        ax.set_xticks(x, [f"{h} UTC" for h in hours])
+        ax.set_xlabel("trained hour (warm-started from the hour before)")
         ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()

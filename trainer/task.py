@@ -93,6 +93,10 @@ def run(
     warm_report = None
     if warm_start and not os.path.isdir(os.path.join(out, "checkpoints")):
         warm_report = warm.warm_start(model, groups, warm_start, spec, local_artifacts)
+    elif not warm_start:
+        # Cold start: begin at the base rate instead of p = 0.5, as production CTR
+        # models do; otherwise the first steps only learn the bias.
+        model.wide_bias.assign(_log_odds(examples[spec.label_key]))
     t = config.training
     ds = data.make_dataset(examples, spec.label_key, t.batch_size, t.seed, epochs=t.epochs)
     total = data.num_batches(examples, spec.label_key, t.batch_size, t.epochs)
@@ -114,6 +118,13 @@ def run(
     }
     storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta
+
+
+def _log_odds(labels: Any, eps: float = 1e-4) -> float:
+    import numpy as np
+
+    p = float(np.clip(np.mean(labels), eps, 1 - eps))
+    return float(np.log(p / (1 - p)))
 
 
 def _load_examples(train: str, hours: str | None, spec: Any, transform: Any) -> tuple[dict, str]:
