@@ -120,8 +120,9 @@ def run_grid(
     """
     from trainer import ranking
     from trainer.config import load_config
+    from trainer.ranking_samples import RankingTask, prepare_task
 
-    task = data if isinstance(data, ranking.RankingTask) else ranking.prepare_task(data)
+    task = data if isinstance(data, RankingTask) else prepare_task(data)
     say = progress or (lambda line: None)
     runs = []
     for model in models:

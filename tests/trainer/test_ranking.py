@@ -1,4 +1,5 @@
-"""trainer.ranking: renumbering, negatives, full ranking, model size, training."""
+"""trainer.ranking_samples (renumbering, negatives) and trainer.ranking (full ranking,
+model size, training)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from tests.trainer.models import planted_pairs
-from trainer import ranking, sizes
+from trainer import ranking, ranking_samples, sizes
 from trainer.config import EmbeddingConfig, TrainerConfig
 from trainer.models.gmf import GMF
 from trainer.models.neumf import NeuMF
@@ -18,8 +19,8 @@ ML1M_USERS, ML1M_ITEMS = 6040, 3416
 
 
 @pytest.fixture(scope="module")
-def task() -> ranking.RankingTask:
-    return ranking.prepare_task(from_pairs(*planted_pairs()))
+def task() -> ranking_samples.RankingTask:
+    return ranking_samples.prepare_task(from_pairs(*planted_pairs()))
 
 
 def _cfg(name="gmf", kind="full", **training) -> TrainerConfig:
@@ -50,7 +51,7 @@ def test_prepare_task_orders_by_training_frequency_and_keeps_sequences():
     data = from_pairs(
         [1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], [5, 2, 9, 7, 2, 5, 1, 2, 9, 4, 1, 3]
     )
-    t = ranking.prepare_task(data)
+    t = ranking_samples.prepare_task(data)
     counts = np.bincount(t.train_items, minlength=t.num_items)
     assert np.all(np.diff(counts) <= 0)  # row 0 is the most frequent item
     assert t.item_ids[0] == 2  # item 2 is in all three training sequences
@@ -66,17 +67,17 @@ def test_prepare_task_orders_by_training_frequency_and_keeps_sequences():
 def test_negatives_are_never_interacted_items_and_are_seeded(task):
     users, _ = task.train_pairs()
     keys = task.interaction_keys()
-    neg = ranking.sample_negatives(
+    neg = ranking_samples.sample_negatives(
         np.random.default_rng(3), users, task.num_items, keys, 4
     )
     assert neg.shape == (len(users), 4)
     assert not np.isin(users[:, None] * task.num_items + neg, keys).any()
-    again = ranking.sample_negatives(
+    again = ranking_samples.sample_negatives(
         np.random.default_rng(3), users, task.num_items, keys, 4
     )
     np.testing.assert_array_equal(neg, again)
     # Uniform over the allowed items: every non-interacted item of user 0 shows up.
-    many = ranking.sample_negatives(
+    many = ranking_samples.sample_negatives(
         np.random.default_rng(0), np.zeros(5000, np.int64), task.num_items, keys, 1
     )
     allowed = np.setdiff1d(np.arange(task.num_items), task.train_sequence(0))
@@ -86,28 +87,30 @@ def test_negatives_are_never_interacted_items_and_are_seeded(task):
 def test_negatives_refuse_a_user_who_saw_everything():
     keys = np.arange(3)  # user 0 interacted with items 0, 1, 2 of 3
     with pytest.raises(ValueError, match="every item"):
-        ranking.sample_negatives(np.random.default_rng(0), np.array([0]), 3, keys, 1)
+        ranking_samples.sample_negatives(
+            np.random.default_rng(0), np.array([0]), 3, keys, 1
+        )
 
 
 def test_pointwise_examples_have_four_fresh_negatives_per_positive(task):
     rng = np.random.default_rng(0)
-    users, items, labels = ranking.pointwise_examples(task, rng, 4)
+    users, items, labels = ranking_samples.pointwise_examples(task, rng, 4)
     n_pos = len(task.train_items)
     assert len(users) == 5 * n_pos and labels.sum() == n_pos
     keys = task.interaction_keys()
     seen = np.isin(users * task.num_items + items, keys)
     np.testing.assert_array_equal(seen, labels == 1)
-    _, items2, _ = ranking.pointwise_examples(task, rng, 4)
+    _, items2, _ = ranking_samples.pointwise_examples(task, rng, 4)
     assert not np.array_equal(items, items2)  # redrawn every epoch
 
 
 def test_sequence_examples_predict_the_next_item(task):
-    users, seq, pos = ranking.sequence_examples(task, maxlen=8)
+    users, seq, pos = ranking_samples.sequence_examples(task, maxlen=8)
     row = 0
     train = task.train_sequence(int(users[row])) + 1
     np.testing.assert_array_equal(seq[row][seq[row] > 0], train[:-1][-8:])
     np.testing.assert_array_equal(pos[row][pos[row] > 0], train[1:][-8:])
-    neg = ranking.sequence_negatives(np.random.default_rng(0), task, users, pos)
+    neg = ranking_samples.sequence_negatives(np.random.default_rng(0), task, users, pos)
     assert np.all((neg == 0) == (pos == 0))
     for r, u in enumerate(users):
         assert not np.isin(neg[r][neg[r] > 0] - 1, task.train_sequence(int(u))).any()
@@ -116,7 +119,7 @@ def test_sequence_examples_predict_the_next_item(task):
 # ----------------------------------------------------------------------- evaluation
 
 
-def _constant_item_scores(task: ranking.RankingTask, scores: np.ndarray) -> GMF:
+def _constant_item_scores(task: ranking_samples.RankingTask, scores: np.ndarray) -> GMF:
     """A GMF whose logit for (u, i) is ``scores[i]`` for every user."""
     model = GMF(task.num_users, task.num_items, {"kind": "full", "dim": 2})
     model.user_embedding.embeddings.assign(np.ones((task.num_users, 2)))
@@ -167,7 +170,9 @@ def test_top_scored_target_ranks_first_and_ties_count_against_it(task):
     "protocol,width", [("sampled_ncf", 100), ("sampled_sasrec", 101)]
 )
 def test_sampled_protocols(protocol, width):
-    task = ranking.prepare_task(from_pairs(*planted_pairs(num_users=40, num_items=160)))
+    task = ranking_samples.prepare_task(
+        from_pairs(*planted_pairs(num_users=40, num_items=160))
+    )
     ev = ranking.RankingEvaluator(task, "test", protocol=protocol, seed=1)
     assert ev.candidates.shape == (len(ev.users), width)
     np.testing.assert_array_equal(ev.candidates[:, 0], ev.targets)

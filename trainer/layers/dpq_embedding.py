@@ -2,9 +2,10 @@
 
 Chen, Li & Sun, "Differentiable Product Quantization for End-to-End Embedding
 Compression" (ICML 2020), as described in ALGORITHMS.md 1.1-1.5 and used by MGQE (Kang
-et al. 2020). The module also holds the VQ building blocks that
-:mod:`trainer.layers.mgqe_embedding` reuses: the batched squared-distance response, the
-centroid gather, the straight-through output and the regulariser.
+et al. 2020). The VQ building blocks (response, search, centroid gather, straight-through
+output, regulariser) live in :mod:`trainer.layers.vq_ops` and are re-exported here; this
+module adds the checks and the batch norm that :mod:`trainer.layers.mgqe_embedding`
+shares.
 """
 
 from __future__ import annotations
@@ -17,59 +18,18 @@ from keras import ops
 
 from trainer import sizes
 from trainer.layers import base, compact_embedding
+from trainer.layers.vq_ops import (  # noqa: F401  (re-exported for MGQE and callers)
+    gather_centroids,
+    nearest_codes,
+    response_codes,
+    straight_through,
+    vq_regularizer,
+    vq_response,
+)
 
 MAX_CENTROIDS = 2**16
 # Rows per chunk of the export pass: keeps the (rows, D, K) response near 2^24 floats.
 _EXPORT_RESPONSE_FLOATS = 2**24
-
-
-def vq_response(queries: Any, centroids: Any) -> Any:
-    """Negative squared distance ``-||e - k||^2 = -||e||^2 + 2 e.k - ||k||^2``.
-
-    One batched matmul over the D subspaces. The result is subspace-major, ``(D, N,
-    K)``, which saves transposing the largest tensor; batch norm over its last axis
-    still gets one mean/variance per centroid index, taken over the batch and D.
-
-    Args:
-        queries: ``(N, D, s)`` query slices.
-        centroids: ``(D, K, s)`` centroids.
-
-    Returns:
-        ``(D, N, K)`` responses; the code is their argmax (ALGORITHMS 1.2).
-    """
-    by_subspace = ops.transpose(queries, (1, 0, 2))
-    dots = ops.matmul(by_subspace, ops.transpose(centroids, (0, 2, 1)))
-    e_sq = ops.sum(ops.square(by_subspace), axis=-1, keepdims=True)
-    k_sq = ops.sum(ops.square(centroids), axis=-1)
-    return 2.0 * dots - e_sq - ops.expand_dims(k_sq, 1)
-
-
-def response_codes(response: Any) -> Any:
-    """``(D, N, K)`` responses -> ``(N, D)`` int32 codes (argmax over K)."""
-    return ops.transpose(ops.cast(ops.argmax(response, axis=-1), "int32"))
-
-
-def gather_centroids(centroids: Any, codes: Any) -> Any:
-    """``q[n, j] = C[j, codes[n, j]]``: ``(D, K, s)``, ``(N, D)`` -> ``(N, D, s)``."""
-    num_subspaces, num_centroids, width = ops.shape(centroids)
-    flat = ops.reshape(centroids, (num_subspaces * num_centroids, width))
-    index = codes + ops.arange(num_subspaces, dtype="int32")[None, :] * num_centroids
-    return ops.take(flat, index, axis=0)
-
-
-def straight_through(queries: Any, quantized: Any) -> Any:
-    """``e + sg(q - e)``: forward value q, task gradient passed to e unchanged."""
-    return queries + ops.stop_gradient(quantized - queries)
-
-
-def vq_regularizer(queries: Any, quantized: Any, alpha: float, beta: float) -> Any:
-    """``alpha mean((q - sg(e))^2) + beta mean((sg(q) - e)^2)``, per-element means."""
-    loss = alpha * ops.mean(ops.square(quantized - ops.stop_gradient(queries)))
-    if beta:
-        loss = loss + beta * ops.mean(
-            ops.square(ops.stop_gradient(quantized) - queries)
-        )
-    return loss
 
 
 def response_norm(name: str) -> keras.layers.BatchNormalization:
@@ -110,7 +70,9 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
     Each query row ``e`` (``d`` wide) is split into ``D`` slices of width ``s = d/D``;
     slice j takes the code ``c_j = argmax_k -||e_j - C[j, k]||^2`` (optionally after a
     non-affine batch norm of the responses) and the output is ``e + sg(q - e)`` with
-    ``q_j = C[j, c_j]``. The layer adds ``alpha mean((q - sg(e))^2) + beta mean((sg(q) -
+    ``q_j = C[j, c_j]``. Scalar subspaces (``s = 1``, the papers' ``D = d``) without
+    batch norm take the sort-and-search of :func:`trainer.layers.vq_ops.scalar_codes`
+    (same codes, no ``(N, D, K)`` tensor). The layer adds ``alpha mean((q - sg(e))^2) + beta mean((sg(q) -
     e)^2)`` through ``add_loss``; it is the only thing that moves the centroids (Chen,
     Li & Sun 2020, DPQ-VQ; ALGORITHMS.md 1.2).
 
@@ -192,10 +154,12 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
         slices = ops.reshape(
             ops.stop_gradient(queries), (-1, self.num_subspaces, self.subspace_dim)
         )
-        response = vq_response(slices, ops.stop_gradient(self.centroids))
-        if self.norm is not None:
-            response = self.norm(response, training=training)
-        return response_codes(response)
+        centroids = ops.stop_gradient(self.centroids)
+        if self.norm is None:
+            return nearest_codes(slices, centroids)
+        return response_codes(
+            self.norm(vq_response(slices, centroids), training=training)
+        )
 
     def call(self, ids: Any, training: bool | None = None) -> Any:
         """Integer ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""

@@ -42,7 +42,9 @@ class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
     Lookups (identical codes without batch norm; a test checks it bit for bit):
 
     * ``"masked"``: one pass, responses to all centroids, ``-inf`` outside the tier's
-      range, argmax (the single-pass form of ALGORITHMS 2.4).
+      range, argmax (the single-pass form of ALGORITHMS 2.4). Scalar subspaces
+      (``s = 1``) without batch norm search each tier's sorted centroids instead
+      (:func:`trainer.layers.vq_ops.scalar_codes`, same codes).
     * ``"groupwise"``: MGQE Algorithm 1 in backend-neutral ``keras.ops``: per tier,
       gather the batch positions of that tier (``ops.nonzero`` + ``ops.take``, the
       ``dynamic_partition`` step), quantise them against that tier's ``K_i`` centroids
@@ -297,9 +299,9 @@ class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             return mgqe_unshared.groupwise_codes(
                 slices, tiers, mgqe_unshared.tier_tables(table, offsets, ks)
             )
-        response = dpq.vq_response(slices, table)
-        if self.norms:
-            response = self.norms[0](response, training=training)
+        if not self.norms:
+            return mgqe_unshared.masked_search(slices, tiers, table, offsets, ks)
+        response = self.norms[0](dpq.vq_response(slices, table), training=training)
         return mgqe_unshared.masked_codes(response, tiers, offsets, ks)
 
     def _decode(self, codes: Any, tiers: Any) -> Any:

@@ -4,12 +4,12 @@ Helpers of :class:`~trainer.layers.mgqe_embedding.MGQEEmbedding`, kept apart so 
 layer module stays short:
 
 * :func:`masked_codes` is the single-pass lookup: responses to every centroid, ``-inf``
-  outside the id's tier range, argmax.
-
+  outside the id's tier range, argmax; :func:`masked_search` gives the same codes by
+  sorted search for scalar subspaces (:mod:`trainer.layers.vq_ops`).
 * :func:`groupwise_codes` is MGQE Algorithm 1 (ALGORITHMS.md 2.4) in ``keras.ops``:
   ``ops.nonzero`` + ``ops.take`` play ``tf.dynamic_partition``, ``ops.scatter`` plays
-  ``tf.dynamic_stitch``. Each tier runs one batched matmul over its own ids and its own
-  ``K_i`` centroids.
+  ``tf.dynamic_stitch``. Each tier runs one batched matmul (or, for scalar subspaces,
+  the sorted search) over its own ids and its own ``K_i`` centroids.
 * :func:`variable_d_codes` / :func:`variable_d_decode` handle the unshared variable-D
   variant, whose tiers have different subspace counts ``D_i`` and widths ``d / D_i``.
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
-from trainer.layers import base
+from trainer.layers import base, vq_ops
 from trainer.layers import dpq_embedding as dpq
 
 
@@ -104,6 +104,32 @@ def masked_codes(
     return dpq.response_codes(response) - lo[:, None]
 
 
+def masked_search(
+    slices: Any, tiers: Any, table: Any, offsets: Sequence[int], ks: Sequence[int]
+) -> Any:
+    """:func:`masked_codes` of the plain responses, by sorted search when ``s == 1``.
+
+    Args:
+        slices: ``(N, D, s)`` query slices (no gradient needed).
+        tiers: ``(N,)`` tier per position.
+        table: ``(D, K_total, s)`` centroids; tier t owns columns ``offsets[t]`` ..
+            ``offsets[t] + ks[t] - 1``.
+        offsets: First column of each tier.
+        ks: Column count of each tier.
+
+    Returns:
+        ``(N, D)`` int32 codes relative to each position's ``offsets[t]``.
+    """
+
+    def exhaustive() -> Any:
+        return masked_codes(dpq.vq_response(slices, table), tiers, offsets, ks)
+
+    if not vq_ops.scalar_search_enabled(table):
+        return exhaustive()
+    tables = [t[:, :, 0] for t in tier_tables(table, offsets, ks)]
+    return vq_ops.scalar_codes(slices[:, :, 0], tables, tiers, fallback=exhaustive)
+
+
 def tier_positions(tiers: Any, tier: int) -> Any:
     """Batch positions whose tier is ``tier`` (``(M,)`` int32; M is dynamic)."""
     return ops.cast(ops.nonzero(ops.equal(tiers, tier))[0], "int32")
@@ -131,7 +157,7 @@ def groupwise_codes(slices: Any, tiers: Any, tables: Sequence[Any]) -> Any:
     for t, table in enumerate(tables):
         positions = tier_positions(tiers, t)
         part = ops.take(slices, positions, axis=0)
-        part_codes = dpq.response_codes(dpq.vq_response(part, table))
+        part_codes = dpq.nearest_codes(part, table)
         codes = _stitch(codes, positions, part_codes, shape)
     return codes
 
@@ -158,10 +184,11 @@ def variable_d_codes(
         slices = ops.reshape(
             part, (-1, num_subspaces, layer.output_dim // num_subspaces)
         )
-        response = dpq.vq_response(slices, table)
         if layer.norms:
-            response = layer.norms[t](response, training=training)
-        part_codes = dpq.response_codes(response)
+            response = dpq.vq_response(slices, table)
+            part_codes = dpq.response_codes(layer.norms[t](response, training=training))
+        else:
+            part_codes = dpq.nearest_codes(slices, table)
         part_codes = ops.pad(part_codes, [[0, 0], [0, width - num_subspaces]])
         if layer._groupwise():
             codes = _stitch(codes, positions, part_codes, (n, width))
