@@ -46,6 +46,8 @@ def register_model(
     stats: Input[Dataset],
     hour: str,
     pipeline_run_id: str,
+    vertex_project: str,
+    vertex_region: str,
 ) -> int:
     """Registers the blessed model and moves the ``production`` alias to it.
 
@@ -59,11 +61,13 @@ def register_model(
         stats: The stats artifact (its manifest version = the dictionary version).
         hour: The trained hour, the idempotency key and lineage.
         pipeline_run_id: The KFP run that produced the model.
+        vertex_project: If set, also register the version in Vertex AI Model Registry.
+        vertex_region: Its region.
 
     Returns:
         The registered version number.
     """
-    from components.lib import registry
+    from components.lib import registry, vertex_registry
 
     metadata = {
         **serving_model.metadata,  # size_bytes, serving_bits, compression_ratio
@@ -73,6 +77,8 @@ def register_model(
         "pipeline_run_id": pipeline_run_id,
     }
     model, ckpt = serving_model.path, checkpoint.path
-    return registry.register(
+    version = registry.register(
         registry_uri, model, metadata, idempotency_key=hour, checkpoint_uri=ckpt
-    ).version
+    )
+    vertex_registry.mirror(version, vertex_project, vertex_region)
+    return version.version

@@ -70,8 +70,14 @@ class VertexConfig:
     pipeline_root: str = ""
     service_account: str = ""
     experiment: str = "compactrec-hourly"
+    model_registry: bool = False  # also register blessed models in Vertex AI
 
     def __post_init__(self) -> None:
+        _require(
+            not self.model_registry or bool(self.project),
+            "model_registry",
+            "needs vertex.project to be set",
+        )
         _require(
             not self.pipeline_root or self.pipeline_root.startswith("gs://"),
             "pipeline_root",
@@ -207,6 +213,8 @@ class PipelineConfig:
             "max_regression": self.blessing.max_regression,
             "accelerator_type": acc.type if acc.use_gpu else "",
             "accelerator_limit": acc.limit if acc.use_gpu else 0,
+            "vertex_project": self.vertex.project if self.vertex.model_registry else "",
+            "vertex_region": self.vertex.region,
         }
 
 

@@ -57,6 +57,8 @@ def hourly_training(
     hour_lag: int = 0,
     accelerator_type: str = images.ACCELERATOR_TYPE,
     accelerator_limit: int = images.ACCELERATOR_LIMIT,
+    vertex_project: str = "",
+    vertex_region: str = "us-central1",
 ) -> HourlyOutputs:
     """Trains on one hour, scores on the next, registers the model if it is blessed.
 
@@ -75,6 +77,9 @@ def hourly_training(
             evaluation hour is complete).
         accelerator_type: The training task's accelerator; "" for none.
         accelerator_limit: Accelerators for training; 0 for none.
+        vertex_project: If set, blessed models are also registered in Vertex AI Model
+            Registry (``vertex.model_registry`` in the pipeline config).
+        vertex_region: The Vertex AI region.
 
     Returns:
         The hour's stats artifact, serving export, evaluation metrics and blessing.
@@ -123,6 +128,8 @@ def hourly_training(
             stats=stats,
             hour=the_hour,
             pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            vertex_project=vertex_project,
+            vertex_region=vertex_region,
         )
     return HourlyOutputs(
         stats=stats,

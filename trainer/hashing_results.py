@@ -5,7 +5,7 @@ relative to the full-embedding baseline) and, Figure 5 style, the hourly RCE of
 continuous training with a PNG plot.
 
 Example:
-    >>> write(results, "docs/RESULTS_hashing.md", "docs/rce.png")  # doctest: +SKIP
+    >>> write(results, "docs/results_hashing.md", "docs/rce.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Reproduces MGQE's ML-1M ranking tables (Kang et al. 2020) into docs/RESULTS.md.
+"""Reproduces MGQE's ML-1M ranking tables (Kang et al. 2020) into docs/results_ranking.md.
 
 Runs backbones (GMF, NeuMF, SASRec) x embedding methods (full, LRF r=48, SQ b=8, DPQ
 D=64 K=256, MGQE D=64 K=[256,64] 10 % head, and a compact MGQE K=[256,16]) x seeds, each
@@ -8,8 +8,8 @@ numbers (ALGORITHMS.md 2.6), plus a plot of HR@10 against model size %.
 
 Usage::
 
-    python -m trainer.reproduce --data-dir ../shared/data --out docs/RESULTS.md
-    python -m trainer.reproduce --quick --data-dir ../shared/data --out docs/RESULTS.md
+    python -m trainer.reproduce --data-dir ../shared/data --out docs/results_ranking.md
+    python -m trainer.reproduce --quick --data-dir ../shared/data --out docs/results_ranking.md
 
 Example:
     >>> main(["--quick", "--data-dir", "data"])  # doctest: +SKIP
@@ -289,7 +289,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--data-dir", required=True, help="holds ml-1m/ml-1m.txt or ml-1m.txt"
     )
-    p.add_argument("--out", default="docs/RESULTS.md")
+    p.add_argument("--out", default="docs/results_ranking.md")
     p.add_argument(
         "--quick",
         action="store_true",

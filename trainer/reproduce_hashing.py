@@ -30,7 +30,7 @@ against hybrid. Everything goes through :func:`trainer.task.run`.
 Usage::
 
     python -m trainer.reproduce_hashing [--quick] --data-dir DIR \\
-        --out docs/RESULTS_hashing.md
+        --out docs/results_hashing.md
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m trainer.reproduce_hashing", description=__doc__.split("\n")[0]
     )
     p.add_argument("--data-dir", required=True, help="holds ml-1m/ (users.dat ...)")
-    p.add_argument("--out", default="docs/RESULTS_hashing.md")
+    p.add_argument("--out", default="docs/results_hashing.md")
     p.add_argument(
         "--work-dir",
         default="runs/reproduce_hashing",

@@ -77,6 +77,7 @@ def run(
         logger.warning("no events in %s; hour skipped, nothing trained", source)
         return {"skipped": True, "reason": f"no events in {source}", "examples": 0}
     rows = data.table_rows(spec, transform)
+    _set_precision(config.training.mixed_precision)
     with strategy.scope():
         model = WideAndDeep(
             spec.to_dict(), rows, config.model.hidden_units, config.model.dropout,
@@ -118,6 +119,17 @@ def run(
     }
     storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta
+
+
+def _set_precision(mixed: bool) -> None:
+    """mixed_float16 on GPUs when asked for (logits and the loss stay float32)."""
+    import keras
+    import tensorflow as tf
+
+    if mixed and tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    elif mixed:
+        logger.warning("training.mixed_precision is set but no GPU is present: float32")
 
 
 def _log_odds(labels: Any, eps: float = 1e-4) -> float:

@@ -68,6 +68,36 @@ def upload_arguments(
     }
 
 
+def mirror(
+    version: ModelVersion,
+    project: str,
+    region: str,
+    display_name: str = "compactrec",
+) -> str | None:
+    """Mirrors a registered version into Vertex AI when a project is configured.
+
+    Args:
+        version: The version just registered in our registry.
+        project: GCP project; ``""`` (the default config) means "not configured" and
+            nothing is uploaded.
+        region: Vertex AI region.
+        display_name: The Vertex model that collects the versions (its first upload
+            creates it; later uploads become its versions).
+
+    Returns:
+        The Vertex model version's resource name, or ``None`` when not configured.
+    """
+    if not project:
+        return None
+    from google.cloud import aiplatform
+
+    existing = aiplatform.Model.list(
+        filter=f'display_name="{display_name}"', project=project, location=region
+    )
+    parent = existing[0].resource_name if existing else None
+    return upload(project, region, version, display_name, parent_model=parent)
+
+
 def upload(
     project: str,
     region: str,

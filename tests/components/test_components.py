@@ -106,6 +106,8 @@ def _register_hour(registry_uri: str, model_uri: str, hour: str) -> int:
         stats=stats.output,
         hour=the_hour,
         pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        vertex_project="",  # not configured: nothing goes to Vertex AI
+        vertex_region="us-central1",
     ).output
 
 

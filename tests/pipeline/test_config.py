@@ -106,3 +106,29 @@ def test_missing_and_malformed_files(tmp_path) -> None:
     (tmp_path / "nodata.yaml").write_text("kfp: {}\n")
     with pytest.raises(PipelineConfigError, match="data: required"):
         load_config(str(tmp_path / "nodata.yaml"))
+
+
+def test_vertex_model_registry_is_passed_only_when_enabled(tmp_path):
+    import yaml
+
+    from pipeline.config import PipelineConfigError, load_config
+
+    base = yaml.safe_load((REPO / "specs" / "configs" / "pipeline.yaml").read_text())
+    cfg = load_config(str(REPO / "specs" / "configs" / "pipeline.yaml"))
+    params = cfg.parameters("2026-01-01T00", {"name": "x"})
+    assert params["vertex_project"] == ""  # default: local/gs:// registry only
+    base["vertex"].update(project="my-proj", model_registry=True)
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(base))
+    assert load_config(str(p)).parameters("2026-01-01T00", {})["vertex_project"] == "my-proj"
+    base["vertex"]["project"] = ""
+    p.write_text(yaml.safe_dump(base))
+    with pytest.raises(PipelineConfigError, match="model_registry"):
+        load_config(str(p))
+
+
+def test_vertex_mirror_is_a_no_op_without_a_project():
+    from components.lib import registry, vertex_registry
+
+    v = registry.ModelVersion(1, "gs://b/m", None, "2026-01-01T00", None, "t", {})
+    assert vertex_registry.mirror(v, "", "us-central1") is None
