@@ -50,7 +50,8 @@ image:  ## build the trainer container image (needs a Docker engine)
 	docker build -f trainer/Dockerfile -t compactrec-trainer:latest .
 
 lint: setup
-	$(BIN)/python -m ruff check pipeline components beam_jobs trainer tests bench
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

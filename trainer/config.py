@@ -86,7 +86,10 @@ class EmbeddingConfig:
             raise ConfigError(
                 f"num_subspaces: dim {self.dim} is not divisible by {self.num_subspaces}"
             )
-        if any(b > a for a, b in zip(self.num_centroids, self.num_centroids[1:], strict=False)):
+        if any(
+            b > a
+            for a, b in zip(self.num_centroids, self.num_centroids[1:], strict=False)
+        ):
             raise ConfigError(
                 f"num_centroids: must not increase (K_1 >= K_2 ...), got {self.num_centroids}"
             )

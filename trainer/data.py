@@ -40,7 +40,9 @@ def table_to_raw(table: pa.Table, spec: FeatureSpec) -> dict[str, np.ndarray]:
     """Arrow events -> raw arrays of the serving signature ("" / NaN = missing)."""
     raw: dict[str, np.ndarray] = {}
     for f in spec.features:
-        col = table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows)
+        col = (
+            table[f.name] if f.name in table.column_names else pa.nulls(table.num_rows)
+        )
         if f.kind is Kind.CATEGORICAL:
             col = pc.fill_null(pc.cast(col, pa.string()), "")
             raw[f.name] = np.asarray(col.to_numpy(zero_copy_only=False), dtype=object)
@@ -81,7 +83,9 @@ def read_events(
     for hour in hours:
         table, dead = events.read_partition(logs, hour, spec)
         if dead:
-            logger.warning("%s: %d malformed events skipped", events.format_hour(hour), len(dead))
+            logger.warning(
+                "%s: %d malformed events skipped", events.format_hour(hour), len(dead)
+            )
         tables.append(table)
         bad += len(dead)
     if not tables:
@@ -89,7 +93,9 @@ def read_events(
     return pa.concat_tables(tables), bad
 
 
-def table_rows(spec: FeatureSpec, transform: preprocessing.FeatureTransform) -> dict[str, int]:
+def table_rows(
+    spec: FeatureSpec, transform: preprocessing.FeatureTransform
+) -> dict[str, int]:
     """Rows of each feature's id space (docs/ARCHITECTURE.md), for model construction."""
     rows: dict[str, int] = {}
     for f in spec.features:
@@ -120,7 +126,9 @@ def make_dataset(
     parts = []
     for epoch in range(epochs):
         order = (
-            np.random.default_rng(seed + epoch).permutation(n) if shuffle else np.arange(n)
+            np.random.default_rng(seed + epoch).permutation(n)
+            if shuffle
+            else np.arange(n)
         )
         parts.append(order)
     order = np.concatenate(parts) if parts else np.arange(0)
@@ -130,7 +138,9 @@ def make_dataset(
     return ds.batch(batch_size).prefetch(2)
 
 
-def num_batches(examples: Examples, label_key: str, batch_size: int, epochs: int) -> int:
+def num_batches(
+    examples: Examples, label_key: str, batch_size: int, epochs: int
+) -> int:
     """Batches of :func:`make_dataset` (epochs are concatenated before batching)."""
     n = len(examples[label_key])
     return -(-epochs * n // batch_size)
@@ -157,7 +167,11 @@ def write_transformed(examples: Examples, out_dir: str) -> str:
                     feat[k] = tf.train.Feature(int64_list=tf.train.Int64List(value=x))
                 else:
                     feat[k] = tf.train.Feature(float_list=tf.train.FloatList(value=x))
-            w.write(tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString())
+            w.write(
+                tf.train.Example(
+                    features=tf.train.Features(feature=feat)
+                ).SerializeToString()
+            )
     return path
 
 

@@ -295,7 +295,9 @@ class SparseSGD(RowSparseOptimizer):
         >>> opt = SparseSGD(learning_rate=0.001)
     """
 
-    def __init__(self, learning_rate: LearningRate = 0.001, name: str = "sparse_sgd") -> None:
+    def __init__(
+        self, learning_rate: LearningRate = 0.001, name: str = "sparse_sgd"
+    ) -> None:
         super().__init__(learning_rate, name)
 
     def slot_initial_values(self) -> dict[str, float]:

@@ -80,13 +80,19 @@ def run(
     _set_precision(config.training.mixed_precision)
     with strategy.scope():
         model = WideAndDeep(
-            spec.to_dict(), rows, config.model.hidden_units, config.model.dropout,
+            spec.to_dict(),
+            rows,
+            config.model.hidden_units,
+            config.model.dropout,
             name="wide_and_deep",
         )
         model(dummy_inputs(spec))
         warm.set_tiers_from_artifacts(model, spec, local_artifacts)
         groups = [
-            (train_loop.make_optimizer(config.wide_optimizer), lambda: model.wide_variables),
+            (
+                train_loop.make_optimizer(config.wide_optimizer),
+                lambda: model.wide_variables,
+            ),
             (train_loop.make_optimizer(config.optimizer), lambda: model.deep_variables),
         ]
         for opt, variables in groups:  # warm start copies slots into built optimizers
@@ -99,7 +105,9 @@ def run(
         # models do; otherwise the first steps only learn the bias.
         model.wide_bias.assign(_log_odds(examples[spec.label_key]))
     t = config.training
-    ds = data.make_dataset(examples, spec.label_key, t.batch_size, t.seed, epochs=t.epochs)
+    ds = data.make_dataset(
+        examples, spec.label_key, t.batch_size, t.seed, epochs=t.epochs
+    )
     total = data.num_batches(examples, spec.label_key, t.batch_size, t.epochs)
     result = train_loop.train(model, ds, groups, t, out, total, progress, strategy)
     model.save(os.path.join(out, MODEL_FILE))
@@ -139,13 +147,17 @@ def _log_odds(labels: Any, eps: float = 1e-4) -> float:
     return float(np.log(p / (1 - p)))
 
 
-def _load_examples(train: str, hours: str | None, spec: Any, transform: Any) -> tuple[dict, str]:
+def _load_examples(
+    train: str, hours: str | None, spec: Any, transform: Any
+) -> tuple[dict, str]:
     from beam_jobs import events
     from trainer import data
 
     if hours:
         table, _bad = data.read_events(train, events.parse_hour_range(hours), spec)
-        return data.transform_raw(data.table_to_raw(table, spec), transform), f"{train}@{hours}"
+        return data.transform_raw(
+            data.table_to_raw(table, spec), transform
+        ), f"{train}@{hours}"
     return data.read_transformed(train), train
 
 
@@ -154,16 +166,24 @@ def _load_examples(train: str, hours: str | None, spec: Any, transform: Any) -> 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m trainer.task", description="Train a compressed wide-and-deep model."
+        prog="python -m trainer.task",
+        description="Train a compressed wide-and-deep model.",
     )
-    p.add_argument("--spec", required=True, help="experiment YAML (specs/experiments/NAME.yaml)")
-    p.add_argument("--train", required=True, help="logs root (with --hours) or TFRecord dir")
+    p.add_argument(
+        "--spec", required=True, help="experiment YAML (specs/experiments/NAME.yaml)"
+    )
+    p.add_argument(
+        "--train", required=True, help="logs root (with --hours) or TFRecord dir"
+    )
     p.add_argument("--hours", help="START[:END] hours of the logs to train on")
     p.add_argument("--artifacts", required=True, help="Beam stats artifact directory")
     p.add_argument("--warm-start", help="previous model directory to warm start from")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set training.max_steps=10 (YAML value)",
     )
     return p.parse_args(argv)
@@ -173,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import yaml
 
     args = _parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -183,12 +205,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides[key] = yaml.safe_load(value)
     try:
         config = load_config(args.spec, overrides)
-        meta = run(config, args.train, args.artifacts, args.out, args.warm_start, args.hours,
-                   progress=print)
+        meta = run(
+            config,
+            args.train,
+            args.artifacts,
+            args.out,
+            args.warm_start,
+            args.hours,
+            progress=print,
+        )
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    keys = ("examples", "steps", "resumed_from", "final_loss", "serving_bits", "skipped")
+    keys = (
+        "examples",
+        "steps",
+        "resumed_from",
+        "final_loss",
+        "serving_bits",
+        "skipped",
+    )
     print(json.dumps({k: meta[k] for k in keys if k in meta}))
     return 0
 

@@ -80,7 +80,9 @@ def make_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def make_checkpoint(model: Any, optimizers: Sequence[Any], **extra: Any) -> tf.train.Checkpoint:
+def make_checkpoint(
+    model: Any, optimizers: Sequence[Any], **extra: Any
+) -> tf.train.Checkpoint:
     """A checkpoint of every model weight (keyed by its Keras path) and the optimizers.
 
     ``tf.train.Checkpoint(model=model)`` is not enough: Keras 3 keeps sub-layers held in
@@ -112,7 +114,9 @@ def bce_with_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def train(
     model: Any,
     dataset: tf.data.Dataset,
-    groups: Sequence[tuple[sparse_optimizers.RowSparseOptimizer, Callable[[], list[Any]]]],
+    groups: Sequence[
+        tuple[sparse_optimizers.RowSparseOptimizer, Callable[[], list[Any]]]
+    ],
     cfg: TrainingConfig,
     out_dir: str,
     total_steps: int,
@@ -256,7 +260,9 @@ def _make_distributed_step(
             total = loss + reg
         grads = tape.gradient(total, flat)
         present = [i for i, g in enumerate(grads) if g is not None]
-        reduced = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+        reduced = ctx.all_reduce(
+            tf.distribute.ReduceOp.SUM, [grads[i] for i in present]
+        )
         summed: list[Any] = [None] * len(grads)
         for i, g in zip(present, reduced, strict=True):
             summed[i] = g
@@ -289,7 +295,11 @@ def _make_step(
         with tf.GradientTape() as tape:
             logits = model(features, training=True)
             loss = tf.reduce_mean(bce_with_logits(labels, logits))
-            reg = tf.add_n([tf.cast(x, tf.float32) for x in model.losses]) if model.losses else 0.0
+            reg = (
+                tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
+                if model.losses
+                else 0.0
+            )
             total = loss + reg
         grads = tape.gradient(total, flat)
         ok = tf.math.is_finite(total)

@@ -50,7 +50,9 @@ def _vocab(artifact_dir: str, feature: str) -> list[str]:
 def row_mapping(old_vocab: Sequence[str], new_vocab: Sequence[str]) -> np.ndarray:
     """For each new row (OOV row last), the old row of the same value, or -1."""
     index = {v: i for i, v in enumerate(old_vocab)}
-    mapping = np.array([index.get(v, -1) for v in new_vocab] + [len(old_vocab)], dtype=np.int64)
+    mapping = np.array(
+        [index.get(v, -1) for v in new_vocab] + [len(old_vocab)], dtype=np.int64
+    )
     return mapping
 
 
@@ -72,7 +74,10 @@ def _restore_previous(prev_dir: str) -> tuple[Any, list[Any]]:
     with open(os.path.join(prev_dir, "metadata.json")) as f:
         meta = json.load(f)
     cfg = TrainerConfig.from_dict(meta["config"])
-    opts = [train_loop.make_optimizer(cfg.wide_optimizer), train_loop.make_optimizer(cfg.optimizer)]
+    opts = [
+        train_loop.make_optimizer(cfg.wide_optimizer),
+        train_loop.make_optimizer(cfg.optimizer),
+    ]
     opts[0].build(prev.wide_variables)
     opts[1].build(prev.deep_variables)
     latest = tf.train.latest_checkpoint(os.path.join(prev_dir, "checkpoints"))
@@ -106,9 +111,7 @@ def warm_start(
     prev, prev_opts = _restore_previous(prev_dir)
     prev_vars = {v.path: v for v in prev.weights}
     opt_of: dict[int, Any] = {}
-    for (opt, fn), prev_opt, prev_fn in zip(
-        groups, prev_opts, (lambda: prev.wide_variables, lambda: prev.deep_variables), strict=True
-    ):
+    for (opt, fn), prev_opt in zip(groups, prev_opts, strict=True):
         for v in fn():
             opt_of[id(v)] = (opt, prev_opt)
     mappings = _feature_mappings(spec, prev_dir, artifact_dir)
@@ -137,7 +140,9 @@ def warm_start(
             report["skipped"].append(var.path)
             continue
         if id(var) in opt_of:
-            _copy_slots(var, old, opt_of[id(var)], mappings.get(feature) if remap else None)
+            _copy_slots(
+                var, old, opt_of[id(var)], mappings.get(feature) if remap else None
+            )
     for name, m in mappings.items():
         promoted = _promote_hybrid_rows(model, spec.feature(name), m, artifact_dir)
         report["features"][name] = {
@@ -150,7 +155,9 @@ def warm_start(
     return report
 
 
-def _feature_mappings(spec: FeatureSpec, prev_dir: str, artifact_dir: str) -> dict[str, np.ndarray]:
+def _feature_mappings(
+    spec: FeatureSpec, prev_dir: str, artifact_dir: str
+) -> dict[str, np.ndarray]:
     out = {}
     for f in spec.categorical:
         if f.uses_dictionary:
@@ -174,7 +181,9 @@ def _is_row_table(path: str, feature: Any) -> bool:
     return leaf in ("embeddings", "query_table", "queries", "table")
 
 
-def _copy_slots(var: Any, old: Any, opts: tuple[Any, Any], mapping: np.ndarray | None) -> None:
+def _copy_slots(
+    var: Any, old: Any, opts: tuple[Any, Any], mapping: np.ndarray | None
+) -> None:
     new_opt, old_opt = opts
     try:
         old_slots = old_opt.slots(old)
@@ -204,7 +213,8 @@ def _promote_hybrid_rows(
         return 0
     values = np.asarray(_vocab(artifact_dir, feature.name), dtype=object)[new_rows]
     hash_ids = np.stack(
-        [preprocessing.hash_values(values, feature.hash_buckets, i) for i in (0, 1)], axis=-1
+        [preprocessing.hash_values(values, feature.hash_buckets, i) for i in (0, 1)],
+        axis=-1,
     )
     # Hash tables were copied from the previous model above, so the layer's own
     # double-hashed path still gives each value the embedding it had last hour.

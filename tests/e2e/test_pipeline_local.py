@@ -31,18 +31,25 @@ def logs(tmp_path_factory, repo_root) -> str:
 
 def _settings(repo_root, logs: str, workdir: str, **blessing) -> local.LocalSettings:
     experiment = repo_root / "specs" / "experiments" / "synthetic_hybrid.yaml"
-    cfg = load_config(str(experiment), {"training.batch_size": 256, "training.epochs": 1})
+    cfg = load_config(
+        str(experiment), {"training.batch_size": 256, "training.epochs": 1}
+    )
     trainer = cfg.to_dict()
     spec = str(repo_root / "specs" / "features" / "synthetic_hybrid.yaml")
     trainer["feature_spec"] = spec
     return local.LocalSettings(
-        logs=logs, workdir=workdir, feature_spec=spec, trainer_config=trainer, **blessing
+        logs=logs,
+        workdir=workdir,
+        feature_spec=spec,
+        trainer_config=trainer,
+        **blessing,
     )
 
 
 def test_replay_registers_in_order_and_is_idempotent(repo_root, logs, tmp_path):
-    s = _settings(repo_root, logs, str(tmp_path / "work"), min_value=0.0,
-                  max_regression=1.0)
+    s = _settings(
+        repo_root, logs, str(tmp_path / "work"), min_value=0.0, max_regression=1.0
+    )
     records = local.replay_hours(HOURS, s)
     assert [r["hour"] for r in records] == HOURS
     assert all(r["blessed"] for r in records)
@@ -72,9 +79,13 @@ def test_replay_registers_in_order_and_is_idempotent(repo_root, logs, tmp_path):
     assert not os.path.exists(s.result_path("2026-01-01T05"))
 
 
-def test_model_missing_thresholds_is_not_registered(repo_root, tmp_path, tmp_path_factory):
+def test_model_missing_thresholds_is_not_registered(
+    repo_root, tmp_path, tmp_path_factory
+):
     root = str(tmp_path_factory.mktemp("logs_strict"))
-    synthetic.write_stream(root, synthetic.SyntheticConfig(seed=4, events_per_hour=1000), hours=2)
+    synthetic.write_stream(
+        root, synthetic.SyntheticConfig(seed=4, events_per_hour=1000), hours=2
+    )
     s = _settings(repo_root, root, str(tmp_path / "strict"), min_value=1.01)  # AUC > 1
     rec = local.run_hour(HOURS[0], s)
     assert rec["blessed"] is False

@@ -120,7 +120,10 @@ def test_vertex_model_registry_is_passed_only_when_enabled(tmp_path):
     base["vertex"].update(project="my-proj", model_registry=True)
     p = tmp_path / "p.yaml"
     p.write_text(yaml.safe_dump(base))
-    assert load_config(str(p)).parameters("2026-01-01T00", {})["vertex_project"] == "my-proj"
+    assert (
+        load_config(str(p)).parameters("2026-01-01T00", {})["vertex_project"]
+        == "my-proj"
+    )
     base["vertex"]["project"] = ""
     p.write_text(yaml.safe_dump(base))
     with pytest.raises(PipelineConfigError, match="model_registry"):

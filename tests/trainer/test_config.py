@@ -15,8 +15,12 @@ def test_defaults_and_nested_parsing():
             "name": "x",
             "model": {
                 "name": "gmf",
-                "embedding": {"kind": "mgqe", "dim": 64, "num_subspaces": 64,
-                              "num_centroids": [256, 64]},
+                "embedding": {
+                    "kind": "mgqe",
+                    "dim": 64,
+                    "num_subspaces": 64,
+                    "num_centroids": [256, 64],
+                },
             },
             "training": {"batch_size": 8},
         }
@@ -31,13 +35,26 @@ def test_defaults_and_nested_parsing():
     "raw, message",
     [
         ({"name": "x", "model": {"name": "foo"}}, "model.name: 'foo' is not one of"),
-        ({"name": "x", "model": {"embedding": {"kind": "dpq", "dim": 10, "num_subspaces": 3}}},
-         "model.embedding.num_subspaces: dim 10 is not divisible by 3"),
-        ({"name": "x", "training": {"batch_size": -1}}, "training.batch_size: must be a positive"),
+        (
+            {
+                "name": "x",
+                "model": {"embedding": {"kind": "dpq", "dim": 10, "num_subspaces": 3}},
+            },
+            "model.embedding.num_subspaces: dim 10 is not divisible by 3",
+        ),
+        (
+            {"name": "x", "training": {"batch_size": -1}},
+            "training.batch_size: must be a positive",
+        ),
         ({"name": "x", "trainin": {}}, "trainin: unknown field"),
-        ({"name": "x", "optimizer": {"learning_rate": "a"}}, "optimizer.learning_rate: must be a number"),
-        ({"name": "x", "model": {"embedding": {"num_centroids": [64, 256]}}},
-         "model.embedding.num_centroids: must not increase"),
+        (
+            {"name": "x", "optimizer": {"learning_rate": "a"}},
+            "optimizer.learning_rate: must be a number",
+        ),
+        (
+            {"name": "x", "model": {"embedding": {"num_centroids": [64, 256]}}},
+            "model.embedding.num_centroids: must not increase",
+        ),
         ({"model": {}}, "missing 1 required positional argument: 'name'"),
     ],
 )

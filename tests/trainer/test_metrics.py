@@ -72,9 +72,9 @@ def test_rce_uses_evaluated_set_mean_label() -> None:
 def test_rce_from_logits_equals_probabilities() -> None:
     y, p = _labels_and_probs()
     logits = np.log(p / (1.0 - p))
-    assert metrics.relative_cross_entropy(
-        y, logits, from_logits=True
-    ) == pytest.approx(metrics.relative_cross_entropy(y, p), rel=1e-9)
+    assert metrics.relative_cross_entropy(y, logits, from_logits=True) == pytest.approx(
+        metrics.relative_cross_entropy(y, p), rel=1e-9
+    )
 
 
 def test_roc_auc_matches_sklearn_with_ties_and_weights() -> None:

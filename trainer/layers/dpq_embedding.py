@@ -4,12 +4,13 @@ Chen, Li & Sun, "Differentiable Product Quantization for End-to-End Embedding
 Compression" (ICML 2020), as described in ALGORITHMS.md 1.1-1.5 and used by MGQE (Kang
 et al. 2020). The VQ building blocks (response, search, centroid gather, straight-through
 output, regulariser) live in :mod:`trainer.layers.vq_ops` and are re-exported here; this
-module adds the checks and the batch norm that :mod:`trainer.layers.mgqe_embedding`
-shares.
+module adds the checks, the batch norm and the layer base class (``VQEmbeddingBase``)
+that :mod:`trainer.layers.mgqe_embedding` shares.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -63,8 +64,94 @@ def export_chunks(num_rows: int, response_floats: int) -> list[tuple[int, int]]:
     return [(i, min(num_rows, i + step)) for i in range(0, num_rows, step)]
 
 
+class VQEmbeddingBase(keras.layers.Layer, base.CompactEmbeddingMixin):
+    """What DPQ-VQ and MGQE layers share around their code search.
+
+    A ``(num_rows, output_dim)`` query table ``embeddings`` looked up by clipped ids,
+    the VQ loss and straight-through output (ALGORITHMS.md 1.2), the chunked export
+    pass, the NumPy compact lookup and the loss-weight/initializer arguments. Not
+    registered: only the subclasses are saved.
+    """
+
+    num_rows: int
+    output_dim: int
+    response_batchnorm: bool
+    embeddings: Any
+
+    def _set_vq_arguments(
+        self,
+        commitment_weight: float,
+        regularizer_weight: float,
+        embeddings_initializer: Any,
+        centroids_initializer: Any,
+    ) -> None:
+        """Checks and stores the loss weights and the two initializers."""
+        self.commitment_weight = check_weight("commitment_weight", commitment_weight)
+        self.regularizer_weight = check_weight("regularizer_weight", regularizer_weight)
+        self.embeddings_initializer = keras.initializers.get(
+            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.01)
+        )
+        self.centroids_initializer = keras.initializers.get(
+            centroids_initializer or keras.initializers.RandomNormal(stddev=0.01)
+        )
+
+    def _vq_config(self) -> dict[str, Any]:
+        """The config entries stored by :meth:`_set_vq_arguments`, batch norm first."""
+        return {
+            "response_batchnorm": self.response_batchnorm,
+            "commitment_weight": self.commitment_weight,
+            "regularizer_weight": self.regularizer_weight,
+            "embeddings_initializer": keras.initializers.serialize(
+                self.embeddings_initializer
+            ),
+            "centroids_initializer": keras.initializers.serialize(
+                self.centroids_initializer
+            ),
+        }
+
+    def _lookup_queries(self, ids: Any) -> tuple[Any, Any, Any]:
+        """Ids of any shape -> (their shape, ``(N,)`` clipped ids, ``(N, d)`` rows)."""
+        shape = ops.shape(ids)
+        flat = ops.reshape(base.clip_ids(ids, self.num_rows), (-1,))
+        return shape, flat, ops.take(self.embeddings, flat, axis=0)
+
+    def _vq_output(self, queries: Any, quantized: Any, shape: Any) -> Any:
+        """Adds the VQ loss (when weighted); ``e + sg(q - e)`` as ``shape + (d,)``."""
+        if self.regularizer_weight or self.commitment_weight:
+            self.add_loss(
+                vq_regularizer(
+                    queries, quantized, self.regularizer_weight, self.commitment_weight
+                )
+            )
+        out = straight_through(queries, quantized)
+        return ops.reshape(out, tuple(shape) + (self.output_dim,))
+
+    def compute_output_shape(
+        self, input_shape: tuple[int | None, ...]
+    ) -> tuple[int | None, ...]:
+        return tuple(input_shape) + (self.output_dim,)
+
+    def _chunked_codes(
+        self, response_floats: int, codes_of: Callable[[int, int], Any]
+    ) -> np.ndarray:
+        """``codes_of(lo, hi)`` over memory-bounded row chunks, as ``(n, D)`` int64."""
+        if not self.built:
+            self.build()
+        chunks = [
+            ops.convert_to_numpy(codes_of(lo, hi))
+            for lo, hi in export_chunks(self.num_rows, response_floats)
+        ]
+        return np.concatenate(chunks).astype(np.int64)
+
+    def compact_lookup(
+        self, arrays: dict[str, np.ndarray], ids: np.ndarray
+    ) -> np.ndarray:
+        """NumPy reference lookup (:func:`compact_embedding.lookup_numpy`)."""
+        return compact_embedding.lookup_numpy(arrays, ids)
+
+
 @keras.saving.register_keras_serializable(package="compactrec")
-class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
+class DPQEmbedding(VQEmbeddingBase):
     """DPQ-VQ embedding: a query table quantised to D codes over K tied centroids.
 
     Each query row ``e`` (``d`` wide) is split into ``D`` slices of width ``s = d/D``;
@@ -119,13 +206,11 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             )
         self.num_centroids = check_num_centroids("num_centroids", num_centroids)
         self.response_batchnorm = bool(response_batchnorm)
-        self.commitment_weight = check_weight("commitment_weight", commitment_weight)
-        self.regularizer_weight = check_weight("regularizer_weight", regularizer_weight)
-        self.embeddings_initializer = keras.initializers.get(
-            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.01)
-        )
-        self.centroids_initializer = keras.initializers.get(
-            centroids_initializer or keras.initializers.RandomNormal(stddev=0.01)
+        self._set_vq_arguments(
+            commitment_weight,
+            regularizer_weight,
+            embeddings_initializer,
+            centroids_initializer,
         )
         self.norm = response_norm("response_norm") if self.response_batchnorm else None
 
@@ -163,26 +248,12 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
 
     def call(self, ids: Any, training: bool | None = None) -> Any:
         """Integer ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""
-        shape = ops.shape(ids)
-        flat = ops.reshape(base.clip_ids(ids, self.num_rows), (-1,))
-        queries = ops.take(self.embeddings, flat, axis=0)
+        shape, _, queries = self._lookup_queries(ids)
         codes = self._codes(queries, training)
         quantized = ops.reshape(
             gather_centroids(self.centroids, codes), (-1, self.output_dim)
         )
-        if self.regularizer_weight or self.commitment_weight:
-            self.add_loss(
-                vq_regularizer(
-                    queries, quantized, self.regularizer_weight, self.commitment_weight
-                )
-            )
-        out = straight_through(queries, quantized)
-        return ops.reshape(out, tuple(shape) + (self.output_dim,))
-
-    def compute_output_shape(
-        self, input_shape: tuple[int | None, ...]
-    ) -> tuple[int | None, ...]:
-        return tuple(input_shape) + (self.output_dim,)
+        return self._vq_output(queries, quantized, shape)
 
     def compute_codes(self) -> np.ndarray:
         """Codes of every row from one inference-mode pass (batch norm: moving stats).
@@ -192,17 +263,10 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             never stale per-batch codes). Rows go through in memory-bounded chunks,
             which in inference mode changes nothing.
         """
-        if not self.built:
-            self.build()
-        table = self.embeddings
-        chunks = []
-        for lo, hi in export_chunks(
-            self.num_rows, self.num_subspaces * self.num_centroids
-        ):
-            chunks.append(
-                ops.convert_to_numpy(self._codes(table[lo:hi], training=False))
-            )
-        return np.concatenate(chunks).astype(np.int64)
+        return self._chunked_codes(
+            self.num_subspaces * self.num_centroids,
+            lambda lo, hi: self._codes(self.embeddings[lo:hi], training=False),
+        )
 
     def serving_bits(self) -> int:
         """``n D ceil(log2 K) + 32 K d`` (MGQE Table 1, DPQ)."""
@@ -222,12 +286,6 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             ops.convert_to_numpy(self.centroids),
         )
 
-    def compact_lookup(
-        self, arrays: dict[str, np.ndarray], ids: np.ndarray
-    ) -> np.ndarray:
-        """NumPy reference lookup (:func:`compact_embedding.lookup_numpy`)."""
-        return compact_embedding.lookup_numpy(arrays, ids)
-
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -235,13 +293,5 @@ class DPQEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             "output_dim": self.output_dim,
             "num_subspaces": self.num_subspaces,
             "num_centroids": self.num_centroids,
-            "response_batchnorm": self.response_batchnorm,
-            "commitment_weight": self.commitment_weight,
-            "regularizer_weight": self.regularizer_weight,
-            "embeddings_initializer": keras.initializers.serialize(
-                self.embeddings_initializer
-            ),
-            "centroids_initializer": keras.initializers.serialize(
-                self.centroids_initializer
-            ),
+            **self._vq_config(),
         }

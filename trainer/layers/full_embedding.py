@@ -36,6 +36,11 @@ class FullEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
         TensorShape([2, 2])
     """
 
+    # Subclasses that only rename the table (``HashingEmbedding``) override these:
+    # the row-count argument and config key, and the weight and export-array name.
+    _rows_arg = "num_rows"
+    _table_name = "embeddings"
+
     def __init__(
         self,
         num_rows: int,
@@ -44,7 +49,7 @@ class FullEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.num_rows = check_positive("num_rows", num_rows)
+        self.num_rows = check_positive(self._rows_arg, num_rows)
         self.output_dim = check_positive("output_dim", output_dim)
         self.embeddings_initializer = keras.initializers.get(
             embeddings_initializer or keras.initializers.RandomNormal(stddev=0.01)
@@ -52,7 +57,7 @@ class FullEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
 
     def build(self, input_shape: Any = None) -> None:
         self.embeddings = self.add_weight(
-            name="embeddings",
+            name=self._table_name,
             shape=(self.num_rows, self.output_dim),
             initializer=self.embeddings_initializer,
         )
@@ -70,18 +75,19 @@ class FullEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
         """``{"embeddings": (n, d) float32}``."""
         if not self.built:
             self.build()
-        return {"embeddings": ops.convert_to_numpy(self.embeddings).astype(np.float32)}
+        table = ops.convert_to_numpy(self.embeddings).astype(np.float32)
+        return {self._table_name: table}
 
     def compact_lookup(
         self, arrays: dict[str, np.ndarray], ids: np.ndarray
     ) -> np.ndarray:
         """NumPy gather of (clipped) ``ids`` in ``arrays["embeddings"]``."""
-        return arrays["embeddings"][clip_ids_np(ids, self.num_rows)]
+        return arrays[self._table_name][clip_ids_np(ids, self.num_rows)]
 
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "num_rows": self.num_rows,
+            self._rows_arg: self.num_rows,
             "output_dim": self.output_dim,
             "embeddings_initializer": keras.initializers.serialize(
                 self.embeddings_initializer

@@ -5,25 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-import numpy as np
-from keras import ops
 
-from trainer.layers.base import (
-    FLOAT_BITS,
-    CompactEmbeddingMixin,
-    check_positive,
-    clip_ids,
-    clip_ids_np,
-)
+from trainer.layers.full_embedding import FullEmbedding
 
 
 @keras.saving.register_keras_serializable(package="compactrec")
-class HashingEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
+class HashingEmbedding(FullEmbedding):
     """Embeds single-hash ids ``h1(value) mod B`` (``preprocessing.hash_strings``).
 
     The hashing itself happens in ``trainer/preprocessing.py`` (training and serving
     share it); this layer takes the bucket ids. Ids outside ``[0, B)`` are served from
     bucket ``B - 1``. Serving size: ``32 · B · d`` bits.
+
+    A ``FullEmbedding`` of ``B`` rows under other names: the argument and config key
+    ``num_buckets``, the weight and compact-export array ``table``.
 
     Args:
         num_buckets: B, rows of the table.
@@ -37,6 +32,9 @@ class HashingEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
         TensorShape([1, 2, 4])
     """
 
+    _rows_arg = "num_buckets"
+    _table_name = "table"
+
     def __init__(
         self,
         num_buckets: int,
@@ -44,47 +42,14 @@ class HashingEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
         embeddings_initializer: Any = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.num_buckets = check_positive("num_buckets", num_buckets)
-        self.output_dim = check_positive("output_dim", output_dim)
-        self.embeddings_initializer = keras.initializers.get(
-            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.01)
-        )
+        super().__init__(num_buckets, output_dim, embeddings_initializer, **kwargs)
 
-    def build(self, input_shape: Any = None) -> None:
-        self.table = self.add_weight(
-            name="table",
-            shape=(self.num_buckets, self.output_dim),
-            initializer=self.embeddings_initializer,
-        )
-        self.built = True
+    @property
+    def num_buckets(self) -> int:
+        """B, rows of the table."""
+        return self.num_rows
 
-    def call(self, ids: Any) -> Any:
-        """Bucket ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""
-        return ops.take(self.table, clip_ids(ids, self.num_buckets), axis=0)
-
-    def serving_bits(self) -> int:
-        """``32 · B · d``."""
-        return FLOAT_BITS * self.num_buckets * self.output_dim
-
-    def export_compact(self) -> dict[str, np.ndarray]:
-        """``{"table": (B, d) float32}``."""
-        if not self.built:
-            self.build()
-        return {"table": ops.convert_to_numpy(self.table).astype(np.float32)}
-
-    def compact_lookup(
-        self, arrays: dict[str, np.ndarray], ids: np.ndarray
-    ) -> np.ndarray:
-        """NumPy gather of (clipped) ``ids`` in ``arrays["table"]``."""
-        return arrays["table"][clip_ids_np(ids, self.num_buckets)]
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_buckets": self.num_buckets,
-            "output_dim": self.output_dim,
-            "embeddings_initializer": keras.initializers.serialize(
-                self.embeddings_initializer
-            ),
-        }
+    @property
+    def table(self) -> Any:
+        """The ``(B, d)`` weight (named ``table``)."""
+        return self.embeddings

@@ -25,7 +25,7 @@ LOOKUPS = ("masked", "groupwise")
 
 
 @keras.saving.register_keras_serializable(package="compactrec")
-class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
+class MGQEEmbedding(dpq.VQEmbeddingBase):
     """DPQ-VQ embedding whose code granularity depends on the id's frequency tier.
 
     Rows are split into tiers by the non-trainable int weight ``row_tier`` (tier 0 =
@@ -118,17 +118,11 @@ class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
                 "lookup splits the batch, which changes the batch-norm statistics. "
                 f"Received: {lookup!r}"
             )
-        self.commitment_weight = dpq.check_weight(
-            "commitment_weight", commitment_weight
-        )
-        self.regularizer_weight = dpq.check_weight(
-            "regularizer_weight", regularizer_weight
-        )
-        self.embeddings_initializer = keras.initializers.get(
-            embeddings_initializer or keras.initializers.RandomNormal(stddev=0.01)
-        )
-        self.centroids_initializer = keras.initializers.get(
-            centroids_initializer or keras.initializers.RandomNormal(stddev=0.01)
+        self._set_vq_arguments(
+            commitment_weight,
+            regularizer_weight,
+            embeddings_initializer,
+            centroids_initializer,
         )
         self._plan_tiers()
 
@@ -316,39 +310,22 @@ class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
 
     def call(self, ids: Any, training: bool | None = None) -> Any:
         """Integer ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""
-        shape = ops.shape(ids)
-        flat = ops.reshape(base.clip_ids(ids, self.num_rows), (-1,))
+        shape, flat, queries = self._lookup_queries(ids)
         tiers = ops.take(self.row_tier, flat)
-        queries = ops.take(self.embeddings, flat, axis=0)
         quantized = self._decode(self._local_codes(queries, tiers, training), tiers)
-        if self.regularizer_weight or self.commitment_weight:
-            self.add_loss(
-                dpq.vq_regularizer(
-                    queries, quantized, self.regularizer_weight, self.commitment_weight
-                )
-            )
-        out = dpq.straight_through(queries, quantized)
-        return ops.reshape(out, tuple(shape) + (self.output_dim,))
-
-    def compute_output_shape(
-        self, input_shape: tuple[int | None, ...]
-    ) -> tuple[int | None, ...]:
-        return tuple(input_shape) + (self.output_dim,)
+        return self._vq_output(queries, quantized, shape)
 
     def compute_codes(self) -> np.ndarray:
         """``(n, D_max)`` codes of every row from one inference-mode pass."""
-        if not self.built:
-            self.build()
         width = max(self.tier_num_subspaces) * max(
             self.total_centroids or 0, self.tier_num_centroids[0] * self.num_tiers
         )
-        chunks = []
-        for lo, hi in dpq.export_chunks(self.num_rows, width):
-            codes = self._local_codes(
+        return self._chunked_codes(
+            width,
+            lambda lo, hi: self._local_codes(
                 self.embeddings[lo:hi], self.row_tier[lo:hi], False
-            )
-            chunks.append(ops.convert_to_numpy(codes))
-        return np.concatenate(chunks).astype(np.int64)
+            ),
+        )
 
     def tier_sizes(self) -> list[int]:
         """|V_i|: rows per tier under the current ``row_tier``."""
@@ -386,12 +363,6 @@ class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             self.tier_centroid_offsets,
         )
 
-    def compact_lookup(
-        self, arrays: dict[str, np.ndarray], ids: np.ndarray
-    ) -> np.ndarray:
-        """NumPy reference lookup (:func:`compact_embedding.lookup_numpy`)."""
-        return compact_embedding.lookup_numpy(arrays, ids)
-
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
@@ -403,13 +374,5 @@ class MGQEEmbedding(keras.layers.Layer, base.CompactEmbeddingMixin):
             "variant": self.variant,
             "num_subspaces_per_tier": self.num_subspaces_per_tier,
             "lookup": self.lookup,
-            "response_batchnorm": self.response_batchnorm,
-            "commitment_weight": self.commitment_weight,
-            "regularizer_weight": self.regularizer_weight,
-            "embeddings_initializer": keras.initializers.serialize(
-                self.embeddings_initializer
-            ),
-            "centroids_initializer": keras.initializers.serialize(
-                self.centroids_initializer
-            ),
+            **self._vq_config(),
         }

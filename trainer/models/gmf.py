@@ -25,7 +25,7 @@ from trainer.models import ranking_common as rc
 
 
 @keras.saving.register_keras_serializable(package="compactrec")
-class GMF(keras.Model):
+class GMF(rc.UserItemRanker):
     """Generalized Matrix Factorization over (possibly compressed) embedding tables.
 
     Sub-modules: ``user_embedding``, ``item_embedding`` (from the embedding config, ids
@@ -50,10 +50,7 @@ class GMF(keras.Model):
         embedding: EmbeddingConfig | Mapping[str, Any],
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.embedding_config = rc.coerce_embedding_config(embedding)
+        super().__init__(num_users, num_items, embedding, **kwargs)
         cfg = self.embedding_config
         self.user_embedding = rc.build_table(
             rc.user_table_config(cfg), self.num_users, "user_embedding"
@@ -68,31 +65,9 @@ class GMF(keras.Model):
         """The embedding layers by role; everything else is dense (32-bit) weights."""
         return {"user": self.user_embedding, "item": self.item_embedding}
 
-    def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> Any:
-        """``{"user": (B,), "item": (B,)}`` int ids -> ``(B,)`` logits."""
-        items = ops.expand_dims(rc.as_candidates(inputs["item"]), -1)
-        return ops.squeeze(self.score_items(inputs["user"], items, training), -1)
-
     def score_items(self, users: Any, items: Any, training: bool | None = None) -> Any:
-        """Logits of candidate items for each user.
-
-        Args:
-            users: ``(B,)`` user ids.
-            items: ``(C,)`` item ids shared by all users (full ranking), or ``(B, C)``.
-            training: Keras training flag.
-
-        Returns:
-            ``(B, C)`` logits.
-        """
+        """``hᵀ(p_u ⊙ q_i) + b`` logits, ``(B, C)`` (see ``UserItemRanker``)."""
         p = self.user_embedding(rc.as_candidates(users), training=training)
         q = self.item_embedding(rc.as_candidates(items), training=training)
         h = ops.squeeze(self.prediction.kernel, -1)
         return rc.weighted_dot(p, q, h) + self.prediction.bias
-
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "num_users": self.num_users,
-            "num_items": self.num_items,
-            "embedding": rc.embedding_config_dict(self.embedding_config),
-        }

@@ -79,7 +79,7 @@ class MLPTower(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="compactrec")
-class NeuMF(keras.Model):
+class NeuMF(rc.UserItemRanker):
     """Neural Matrix Factorization (GMF + MLP, fused) over compressed tables.
 
     Sub-modules: ``gmf_user_embedding``, ``gmf_item_embedding``, ``mlp_user_embedding``,
@@ -107,10 +107,7 @@ class NeuMF(keras.Model):
         hidden_units: Sequence[int] = (64, 32, 16),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        self.num_users = int(num_users)
-        self.num_items = int(num_items)
-        self.embedding_config = rc.coerce_embedding_config(embedding)
+        super().__init__(num_users, num_items, embedding, **kwargs)
         cfg = self.embedding_config
         ucfg = rc.user_table_config(cfg)
         self.gmf_user_embedding = rc.build_table(
@@ -141,21 +138,10 @@ class NeuMF(keras.Model):
             "mlp_item": self.mlp_item_embedding,
         }
 
-    def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> Any:
-        """``{"user": (B,), "item": (B,)}`` int ids -> ``(B,)`` logits."""
-        items = ops.expand_dims(rc.as_candidates(inputs["item"]), -1)
-        return ops.squeeze(self.score_items(inputs["user"], items, training), -1)
-
     def score_items(self, users: Any, items: Any, training: bool | None = None) -> Any:
-        """Logits of candidate items for each user.
+        """``hᵀ[p^G ⊙ q^G ; MLP(p^M, q^M)] + b`` logits, ``(B, C)``.
 
-        Args:
-            users: ``(B,)`` user ids.
-            items: ``(C,)`` item ids shared by all users (full ranking), or ``(B, C)``.
-            training: Keras training flag.
-
-        Returns:
-            ``(B, C)`` logits.
+        Shapes as in ``UserItemRanker.score_items``.
         """
         users, items = rc.as_candidates(users), rc.as_candidates(items)
         dim = self.embedding_config.dim
@@ -172,8 +158,5 @@ class NeuMF(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {
             **super().get_config(),
-            "num_users": self.num_users,
-            "num_items": self.num_items,
-            "embedding": rc.embedding_config_dict(self.embedding_config),
             "hidden_units": list(self.mlp.hidden_units),
         }

@@ -218,3 +218,57 @@ def weighted_dot(user: Any, items: Any, weight: Any) -> Any:
 def as_candidates(items: Any) -> Any:
     """Int32 tensor of candidate ids: ``(C,)`` shared by the batch or ``(B, C)``."""
     return ops.cast(ops.convert_to_tensor(items), "int32")
+
+
+class UserItemRanker(keras.Model):
+    """Base of the models that score (user, item) pairs from two id tables (GMF, NeuMF).
+
+    Stores ``num_users``, ``num_items`` and the embedding config, scores a batch of
+    pairs through :meth:`score_items` and writes those three in ``get_config``.
+    Subclasses build their tables and implement :meth:`score_items`. Not registered:
+    only the subclasses are saved.
+
+    Args:
+        num_users: Rows of the user table(s).
+        num_items: Rows of the item table(s).
+        embedding: The compression method (an ``EmbeddingConfig`` or its dict form).
+        **kwargs: ``keras.Model`` arguments (``name``).
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        embedding: EmbeddingConfig | Mapping[str, Any],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+        self.embedding_config = coerce_embedding_config(embedding)
+
+    def call(self, inputs: Mapping[str, Any], training: bool | None = None) -> Any:
+        """``{"user": (B,), "item": (B,)}`` int ids -> ``(B,)`` logits."""
+        items = ops.expand_dims(as_candidates(inputs["item"]), -1)
+        return ops.squeeze(self.score_items(inputs["user"], items, training), -1)
+
+    def score_items(self, users: Any, items: Any, training: bool | None = None) -> Any:
+        """Logits of candidate items for each user.
+
+        Args:
+            users: ``(B,)`` user ids.
+            items: ``(C,)`` item ids shared by all users (full ranking), or ``(B, C)``.
+            training: Keras training flag.
+
+        Returns:
+            ``(B, C)`` logits.
+        """
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "num_users": self.num_users,
+            "num_items": self.num_items,
+            "embedding": embedding_config_dict(self.embedding_config),
+        }

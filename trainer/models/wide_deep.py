@@ -26,7 +26,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainer.embeddings import build_embedding, feature_embedding_config, ids_per_example
+from trainer.embeddings import (
+    build_embedding,
+    feature_embedding_config,
+    ids_per_example,
+)
 from trainer.features import FeatureSpec, Treatment, transformed_name
 
 WIDE_KINDS = ("hash", "double_hash", "hybrid")
@@ -69,7 +73,9 @@ class WideAndDeep(keras.Model):
         ]
         self.dropouts = [keras.layers.Dropout(self.dropout) for _ in self.hidden_units]
         self.deep_logit = keras.layers.Dense(1, name="deep_logit")
-        self.wide_bias = self.add_weight(name="wide_bias", shape=(), initializer="zeros")
+        self.wide_bias = self.add_weight(
+            name="wide_bias", shape=(), initializer="zeros"
+        )
         self._build_sublayers()
 
     def _build_sublayers(self) -> None:
@@ -84,7 +90,8 @@ class WideAndDeep(keras.Model):
         for layer in [*self.deep_embeddings.values(), *self.wide_tables.values()]:
             layer.build()
         width = sum(
-            getattr(self.deep_embeddings.get(f.name), "output_dim", 1) for f in self.spec.features
+            getattr(self.deep_embeddings.get(f.name), "output_dim", 1)
+            for f in self.spec.features
         )
         for dense in self.mlp:
             dense.build((None, width))
@@ -98,21 +105,29 @@ class WideAndDeep(keras.Model):
             cfg = feature_embedding_config(f)
             rows = self.table_rows[f.name]
             extra = {"dictionary_size": rows - 1} if cfg.kind == "hybrid" else {}
-            self.deep_embeddings[f.name] = build_embedding(cfg, rows, f"emb_{f.name}", **extra)
+            self.deep_embeddings[f.name] = build_embedding(
+                cfg, rows, f"emb_{f.name}", **extra
+            )
             wide_kind = cfg.kind if cfg.kind in WIDE_KINDS else "full"
             wide_cfg = dataclasses.replace(cfg, kind=wide_kind, dim=1, combiner="sum")
-            self.wide_tables[f.name] = build_embedding(wide_cfg, rows, f"wide_{f.name}", **extra)
+            self.wide_tables[f.name] = build_embedding(
+                wide_cfg, rows, f"wide_{f.name}", **extra
+            )
         for f in self.spec.numeric:
             if f.treatment is Treatment.BUCKETIZED:
                 rows = self.table_rows[f.name]
                 cfg = EmbeddingConfig(kind="full", dim=f.embedding_dim)
-                self.deep_embeddings[f.name] = build_embedding(cfg, rows, f"emb_{f.name}")
+                self.deep_embeddings[f.name] = build_embedding(
+                    cfg, rows, f"emb_{f.name}"
+                )
                 self.wide_tables[f.name] = build_embedding(
                     dataclasses.replace(cfg, dim=1), rows, f"wide_{f.name}"
                 )
         for c in self.spec.crosses:
             cfg = EmbeddingConfig(kind="full", dim=1)
-            self.wide_tables[c.name] = build_embedding(cfg, c.hash_buckets, f"wide_{c.name}")
+            self.wide_tables[c.name] = build_embedding(
+                cfg, c.hash_buckets, f"wide_{c.name}"
+            )
 
     # ---------------------------------------------------------------------- forward
 

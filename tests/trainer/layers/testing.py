@@ -57,9 +57,9 @@ def assert_keras_save_round_trip(
     reloaded = keras.saving.load_model(path)
     got = keras.ops.convert_to_numpy(reloaded(ids))
     np.testing.assert_allclose(got, expected, rtol=0, atol=atol)
-    assert not np.allclose(
-        expected, 0.0
-    ), "outputs are all zero: the check would be vacuous"
+    assert not np.allclose(expected, 0.0), (
+        "outputs are all zero: the check would be vacuous"
+    )
     return reloaded
 
 
