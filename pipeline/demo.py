@@ -21,10 +21,12 @@ import os
 import time
 from typing import Any
 
-VARIANTS: tuple[tuple[str, str], ...] = (
-    ("full", "specs/experiments/synthetic_full.yaml"),
-    ("hybrid", "specs/experiments/synthetic_hybrid.yaml"),
-    ("mgqe", "specs/experiments/synthetic_mgqe.yaml"),
+_EXPERIMENTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "specs", "experiments"
+)
+VARIANTS: tuple[tuple[str, str], ...] = tuple(
+    (v, os.path.join(_EXPERIMENTS, f"synthetic_{v}.yaml"))
+    for v in ("full", "hybrid", "mgqe")
 )
 
 

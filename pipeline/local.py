@@ -29,8 +29,8 @@ from trainer import storage
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EXPERIMENT = "specs/experiments/synthetic_hybrid.yaml"
-HOUR_FORMAT = "%Y-%m-%dT%H"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_EXPERIMENT = os.path.join(REPO, "specs", "experiments", "synthetic_hybrid.yaml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,21 +72,29 @@ def settings_from_args(
         }
         experiment = experiment or cfg.data.trainer_config or None
     trainer_cfg = load_config(experiment or DEFAULT_EXPERIMENT)
-    spec = getattr(args, "spec", None) or trainer_cfg.feature_spec
+    spec = _resolve(getattr(args, "spec", None) or trainer_cfg.feature_spec)
     trainer_dict = trainer_cfg.to_dict()
-    trainer_dict["feature_spec"] = os.path.abspath(spec)
+    trainer_dict["feature_spec"] = spec
     return LocalSettings(
         logs=os.path.abspath(args.logs),
         workdir=os.path.abspath(args.workdir),
-        feature_spec=os.path.abspath(spec),
+        feature_spec=spec,
         trainer_config=trainer_dict,
         **blessing,
     )
 
 
+def _resolve(path: str) -> str:
+    """An absolute path: as given, else relative to the repository (specs/...)."""
+    if os.path.isabs(path) or os.path.exists(path):
+        return os.path.abspath(path)
+    return os.path.join(REPO, path)
+
+
 def _previous_hour(hour: str) -> str:
-    h = dt.datetime.strptime(hour, HOUR_FORMAT) - dt.timedelta(hours=1)
-    return h.strftime(HOUR_FORMAT)
+    from beam_jobs import events
+
+    return events.format_hour(events.parse_hour(hour) - dt.timedelta(hours=1))
 
 
 def run_hour(hour: str, s: LocalSettings) -> dict[str, Any]:

@@ -13,11 +13,10 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from trainer.config import EmbeddingConfig
-from trainer.features import FeatureConfig, Treatment
+from trainer.features import FeatureConfig, Treatment, tier_boundaries
 
 _IDS_PER_EXAMPLE = {"hash": 1, "double_hash": 2, "hybrid": 3}
 
@@ -25,11 +24,6 @@ _IDS_PER_EXAMPLE = {"hash": 1, "double_hash": 2, "hybrid": 3}
 def ids_per_example(kind: str) -> int:
     """How many ids the preprocessing emits on the last axis for a treatment."""
     return _IDS_PER_EXAMPLE.get(kind, 1)
-
-
-def tier_boundaries(num_rows: int, shares: tuple[float, ...]) -> list[int]:
-    """Row boundaries of MGQE tiers for a frequency-sorted table (ceil rounding)."""
-    return [min(num_rows, math.ceil(s * num_rows - 1e-9)) for s in shares]
 
 
 def build_embedding(

@@ -25,7 +25,8 @@ import numpy as np
 from keras import ops
 
 from trainer.config import EmbeddingConfig
-from trainer.embeddings import build_embedding, tier_boundaries
+from trainer.embeddings import build_embedding
+from trainer.features import tier_boundaries
 
 
 def coerce_embedding_config(

@@ -1,0 +1,54 @@
+"""pipeline.demo: the make-run table and report from per-hour records."""
+
+from __future__ import annotations
+
+from pipeline import demo
+
+
+def _rec(hour: str, rce: float, size: int, bits: int) -> dict:
+    return {
+        "hour": hour,
+        "metrics": {"rce": rce},
+        "size_bytes": size,
+        "serving_bits": bits,
+        "blessed": True,
+        "registered_version": 1,
+    }
+
+
+RESULTS = {
+    "full": [
+        _rec("2026-01-01T00", 2.0, 1000, 800),
+        _rec("2026-01-01T01", 3.0, 2000, 1600),
+    ],
+    "hybrid": [
+        _rec("2026-01-01T00", 2.1, 500, 200),
+        _rec("2026-01-01T01", 2.9, 500, 200),
+    ],
+    "mgqe": [
+        _rec("2026-01-01T00", 1.9, 250, 400),
+        _rec("2026-01-01T01", 3.1, 400, 400),
+    ],
+}
+
+
+def test_table_has_rce_bytes_and_ratios_per_hour():
+    lines = demo.table(RESULTS).splitlines()
+    assert len(lines) == 3 and "hybrid/full bits" in lines[0]
+    row = lines[2].split()
+    assert row[:4] == ["2026-01-01T01", "3.000", "2.900", "3.100"]
+    assert row[4:7] == ["2,000", "500", "400"]
+    assert row[7:] == ["0.250", "0.200", "0.125", "0.250"]  # bytes, then bits ratios
+
+
+def test_report_embeds_the_plot(tmp_path):
+    path = demo.write_report(str(tmp_path), RESULTS)
+    html = open(path, encoding="utf-8").read()
+    assert "data:image/png;base64," in html and "2026-01-01T01" in html
+
+
+def test_variants_point_at_existing_experiments():
+    import os
+
+    assert [v for v, _ in demo.VARIANTS] == ["full", "hybrid", "mgqe"]
+    assert all(os.path.isfile(p) for _, p in demo.VARIANTS)
