@@ -185,6 +185,16 @@ def _same_length(name: str, values: Sequence[int], sizes: Sequence[int]) -> None
         )
 
 
+def _variable_k_code_bits(
+    tier_sizes: Sequence[int], num_subspaces: int, num_centroids: Sequence[int]
+) -> int:
+    """Code storage of variable-K MGQE: ``sum_i |V_i| D ceil(log2 K_i)``."""
+    sizes = _tier_sizes(tier_sizes)
+    _same_length("num_centroids", num_centroids, sizes)
+    D = _check_int("num_subspaces", num_subspaces, 1)
+    return sum(v * D * code_bits(k) for v, k in zip(sizes, num_centroids, strict=True))
+
+
 def mgqe_shared_bits(
     tier_sizes: Sequence[int],
     output_dim: int,
@@ -197,10 +207,7 @@ def mgqe_shared_bits(
         >>> mgqe_shared_bits([10, 90], 8, 4, [16, 4])
         4976
     """
-    sizes = _tier_sizes(tier_sizes)
-    _same_length("num_centroids", num_centroids, sizes)
-    D = _check_int("num_subspaces", num_subspaces, 1)
-    codes = sum(v * D * code_bits(k) for v, k in zip(sizes, num_centroids, strict=True))
+    codes = _variable_k_code_bits(tier_sizes, num_subspaces, num_centroids)
     return codes + FLOAT_BITS * max(num_centroids) * _check_int(
         "output_dim", output_dim
     )
@@ -218,10 +225,7 @@ def mgqe_unshared_k_bits(
         >>> mgqe_unshared_k_bits([10, 90], 8, 4, [16, 4])
         6000
     """
-    sizes = _tier_sizes(tier_sizes)
-    _same_length("num_centroids", num_centroids, sizes)
-    D = _check_int("num_subspaces", num_subspaces, 1)
-    codes = sum(v * D * code_bits(k) for v, k in zip(sizes, num_centroids, strict=True))
+    codes = _variable_k_code_bits(tier_sizes, num_subspaces, num_centroids)
     return codes + FLOAT_BITS * _check_int("output_dim", output_dim) * sum(
         num_centroids
     )
