@@ -101,6 +101,8 @@ def run_grid(
     protocol: str = "full",
     eval_every: int | None = None,
     progress: Callable[[str], None] | None = None,
+    store: Any = None,
+    on_run: Callable[[list[Run]], None] | None = None,
 ) -> list[Run]:
     """Trains and evaluates every model x method x seed.
 
@@ -114,6 +116,10 @@ def run_grid(
         protocol: Evaluation protocol (see :data:`trainer.ranking.PROTOCOLS`).
         eval_every: Epochs between evaluations; ``None``: :data:`EVAL_EVERY`.
         progress: Receives one line per epoch and per finished run.
+        store: A :class:`~trainer.run_store.RunStore`: runs found there with the same
+            settings are loaded instead of trained, and new ones are saved to it.
+        on_run: Called with the runs so far after each one (rewrites the tables, so
+            an interrupted grid still leaves its finished part written).
 
     Returns:
         The runs, in grid order.
@@ -132,21 +138,30 @@ def run_grid(
                 cfg = load_config(path, {**(overrides or {}), "training.seed": seed})
                 tag = f"{model}/{method} seed {seed}"
                 every = eval_every or EVAL_EVERY[model]
-                result = ranking.train_and_evaluate(
-                    cfg,
-                    task,
-                    protocol,
-                    every,
-                    on_epoch=lambda log, tag=tag, n=cfg.training.epochs: say(
-                        _epoch_line(tag, n, log)
-                    ),
-                )
+                name = f"{model}_{method}"
+                result = store and store.load(name, cfg, protocol, every, task)
+                if result is None:
+                    result = ranking.train_and_evaluate(
+                        cfg,
+                        task,
+                        protocol,
+                        every,
+                        on_epoch=lambda log, tag=tag, n=cfg.training.epochs: say(
+                            _epoch_line(tag, n, log)
+                        ),
+                    )
+                    if store is not None:
+                        store.save(name, result, protocol, every, task)
+                else:
+                    tag += " (stored)"
                 say(
                     f"{tag}: best epoch {result.best_epoch}, test HR@10 "
                     f"{result.test.hr:.2f} NDCG@10 {result.test.ndcg:.2f}, size "
                     f"{result.size_percent:.2f} %, {result.train_seconds:.0f} s"
                 )
                 runs.append(Run(model, method, path, result))
+                if on_run is not None:
+                    on_run(runs)
     return runs
 
 
@@ -192,7 +207,7 @@ def results_table(runs: Sequence[Run], model: str) -> list[str]:
 def write_results(
     runs: Sequence[Run], out: str, command: str, notes: Sequence[str] = ()
 ) -> str:
-    """Writes RESULTS.md (tables, settings, configs) and the PNG plot beside it.
+    """Writes RESULTS.md (tables, settings, configs) and its plot (same name, .png).
 
     Args:
         runs: Finished runs.
@@ -203,7 +218,7 @@ def write_results(
     Returns:
         The path of the PNG plot.
     """
-    png = os.path.join(os.path.dirname(out) or ".", "results_ranking.png")
+    png = os.path.splitext(out)[0] + ".png"
     lines = [
         "# Ranking reproduction: MGQE backbones on MovieLens-1M",
         "",
@@ -310,6 +325,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--protocol", default="full", choices=("full", "sampled_ncf", "sampled_sasrec")
     )
     p.add_argument("--specs-dir", default="specs/experiments")
+    p.add_argument(
+        "--results-dir",
+        default=os.path.join("runs", "reproduce"),
+        help="finished runs as JSON: a rerun with the same settings loads them "
+        "(resume, add seeds); 'none' to always train",
+    )
     return p.parse_args(argv)
 
 
@@ -317,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints progress and writes ``--out`` and the plot."""
     args = _parse_args(argv)
     from trainer.ranking_data import load_sasrec
+    from trainer.run_store import RunStore
 
     quick = QUICK if args.quick else {}
     models = args.models.split(",") if args.models else quick.get("models", MODELS)
@@ -346,6 +368,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     start = time.perf_counter()
+    notes = [
+        f"Data: `{path}` ({data.num_users} users, {data.num_items} items, "
+        f"{data.num_actions} actions), leave-last-two-out.",
+        f"Seeds: {seeds}; protocol: {args.protocol}; overrides: {overrides or 'none'}.",
+    ]
+    if args.quick:
+        notes.append(
+            "**Quick mode**: a budget far below the paper's (20 / 200 epochs); "
+            "the numbers check the pipeline, not the paper."
+        )
+    total = len(models) * len(methods) * len(seeds)
+
+    def write(done: list[Run]) -> str:
+        extra = (
+            [] if len(done) == total else [f"**Partial**: {len(done)} of {total} runs."]
+        )
+        wall = f"Wall time: {time.perf_counter() - start:.0f} s, {os.cpu_count()} CPU cores."
+        return write_results(done, args.out, command, [*notes, wall, *extra])
+
     runs = run_grid(
         data,
         models,
@@ -356,19 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.protocol,
         args.eval_every,
         progress=lambda line: print(line, flush=True),
+        store=None if args.results_dir == "none" else RunStore(args.results_dir),
+        on_run=write,
     )
-    notes = [
-        f"Data: `{path}` ({data.num_users} users, {data.num_items} items, "
-        f"{data.num_actions} actions), leave-last-two-out.",
-        f"Seeds: {seeds}; protocol: {args.protocol}; overrides: {overrides or 'none'}.",
-        f"Wall time: {time.perf_counter() - start:.0f} s, {os.cpu_count()} CPU cores.",
-    ]
-    if args.quick:
-        notes.append(
-            "**Quick mode**: a budget far below the paper's (20 / 200 epochs); "
-            "the numbers check the pipeline, not the paper."
-        )
-    png = write_results(runs, args.out, command, notes)
+    png = write(runs)
     print(f"wrote {args.out} and {png}")
     return 0
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from tests.trainer.models import planted_pairs
-from trainer import ranking, reproduce
+from trainer import ranking, reproduce, run_store
 from trainer.config import load_config
 from trainer.models.gmf import GMF
+from trainer.ranking_data import from_pairs
+from trainer.ranking_samples import prepare_task
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs" / "experiments"
 _NONE = np.zeros(0, np.int64)
@@ -90,6 +92,8 @@ def test_cli_writes_results_and_plot(tmp_path, capsys):
         "4",
         "--specs-dir",
         str(SPECS),
+        "--results-dir",
+        str(tmp_path / "store"),
     ]
     assert reproduce.main(argv) == 0
     text = out.read_text()
@@ -105,7 +109,7 @@ def test_cli_writes_results_and_plot(tmp_path, capsys):
     assert len(rows) == 2 and all("±" in r for r in rows)
     assert "| 7.79 | 3.88 | 100.00 |" in rows[0]  # the paper's GMF full row
     assert "--seeds 2" in text and "gmf_mgqe_compact.yaml" in text
-    png = tmp_path / "docs" / "results_ranking.png"
+    png = tmp_path / "docs" / "RESULTS.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "gmf/full seed 1 epoch 1/2" in printed and "wrote" in printed
@@ -114,3 +118,52 @@ def test_cli_writes_results_and_plot(tmp_path, capsys):
 def test_cli_rejects_unknown_methods(tmp_path, capsys):
     assert reproduce.main(["--data-dir", str(tmp_path), "--methods", "full,bogus"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_cli_resumes_from_stored_runs_and_adds_seeds(tmp_path, capsys):
+    users, items = planted_pairs(num_users=40)
+    np.savetxt(tmp_path / "ml-1m.txt", np.stack([users, items], 1), fmt="%d")
+    store = tmp_path / "store"
+    common = ["--data-dir", str(tmp_path), "--out", str(tmp_path / "R.md")]
+    common += ["--models", "gmf", "--methods", "full", "--epochs", "1"]
+    common += ["--specs-dir", str(SPECS), "--results-dir", str(store)]
+    assert reproduce.main([*common, "--max-steps", "3", "--seeds", "1"]) == 0
+    trained = capsys.readouterr().out
+    assert len(list(store.glob("gmf_full_seed0_*.json"))) == 1
+    summary = next(x for x in trained.splitlines() if "best epoch" in x)
+
+    assert reproduce.main([*common, "--max-steps", "3", "--seeds", "2"]) == 0
+    printed = capsys.readouterr().out
+    stored = summary.replace("seed 0:", "seed 0 (stored):").rsplit(",", 1)[0]
+    assert stored in printed  # the same metrics and size, read back
+    assert "gmf/full seed 1 epoch 1/1" in printed  # only the new seed trains
+    assert "gmf/full seed 0 epoch" not in printed
+    assert "| 2 |" in (tmp_path / "R.md").read_text()  # both seeds in the table
+
+    # Another budget is another fingerprint: nothing stored is reused.
+    assert reproduce.main([*common, "--max-steps", "2", "--seeds", "1"]) == 0
+    assert "(stored)" not in capsys.readouterr().out
+    assert len(list(store.glob("gmf_full_seed0_*.json"))) == 2
+
+
+def test_stored_run_round_trips_and_corrupt_files_name_the_path(tmp_path):
+    task = prepare_task(from_pairs(*planted_pairs(num_users=30)))
+    small = {"training.epochs": 2, "training.max_steps": 4}
+    small |= {"model.embedding.dim": 8, "model.embedding.num_subspaces": 4}
+    cfg = load_config(str(SPECS / "gmf_mgqe.yaml"), small)
+    result = ranking.train_and_evaluate(cfg, task)
+    store = run_store.RunStore(str(tmp_path))
+    path = store.save("gmf_mgqe", result, "full", 1, task)
+    assert store.load("gmf_mgqe", cfg, "full", 1, task) == result  # every field
+    assert store.load("gmf_mgqe", cfg, "sampled_ncf", 1, task) is None
+    other_seed = load_config(
+        str(SPECS / "gmf_mgqe.yaml"), {**small, "training.seed": 1}
+    )
+    assert store.load("gmf_mgqe", other_seed, "full", 1, task) is None
+    pathlib.Path(path).write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt stored run") as e:
+        store.load("gmf_mgqe", cfg, "full", 1, task)
+    assert path in str(e.value)
+    pathlib.Path(path).write_text('{"model": "gmf"}')
+    with pytest.raises(ValueError, match="not a stored ranking run"):
+        store.load("gmf_mgqe", cfg, "full", 1, task)
