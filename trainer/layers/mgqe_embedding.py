@@ -210,14 +210,17 @@ class MGQEEmbedding(dpq.VQEmbeddingBase):
             shape=(self.num_rows, self.output_dim),
             initializer=self.embeddings_initializer,
         )
+        tiers = self.default_row_tiers()
+        # An initializer, not an assign after creation: when an enclosing subclassed
+        # model is built by tracing its call() in a scratch graph, variables are still
+        # created eagerly but an assign in build() would run only in that graph.
         self.row_tier = self.add_weight(
             name="row_tier",
             shape=(self.num_rows,),
             dtype="int32",
-            initializer="zeros",
+            initializer=lambda shape, dtype=None: ops.convert_to_tensor(tiers, "int32"),
             trainable=False,
         )
-        self.row_tier.assign(self.default_row_tiers())
         if self.total_centroids is not None:
             shape = (
                 self.num_subspaces,

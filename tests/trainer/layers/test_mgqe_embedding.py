@@ -66,6 +66,33 @@ def test_default_tiers_head_is_ceil_ten_percent_and_oov_is_tail():
     assert layer.tier_sizes() == [5, 45]
 
 
+class OuterModel(keras.Model):
+    """A subclassed model without build(): Keras builds it by tracing call()."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = MGQEEmbedding(50, 8, num_subspaces=4, num_centroids=[16, 4])
+
+    def call(self, ids):
+        return self.table(ids)
+
+
+@pytest.mark.parametrize("how", ["eager", "tf.function", "predict"])
+def test_default_tiers_survive_being_built_inside_another_models_call(how):
+    model = OuterModel()
+    ids = np.array([1, 2, 3])
+    if how == "eager":
+        model(ids)
+    elif how == "tf.function":
+        tf.function(model.__call__)(tf.constant(ids))
+    else:
+        model.predict(ids, verbose=0)
+    np.testing.assert_array_equal(
+        model.table.row_tier.numpy(), model.table.default_row_tiers()
+    )
+    assert np.bincount(model.table.row_tier.numpy()).tolist() == [5, 45]
+
+
 def test_three_tiers_need_boundaries():
     testing.assert_raises_naming(
         lambda: MGQEEmbedding(N, DIM, 4, num_centroids=[16, 8, 4]), "tier_boundaries"
