@@ -64,8 +64,14 @@ def vocab_sizes(stats_dir: str, features: Sequence[str]) -> dict[str, int]:
     return {f: int(manifest["features"][f]["vocab_size"]) for f in features}
 
 
-def evaluate_rce(model_dir: str, spec_path: str, table: Any) -> float:
-    """RCE (%) of the trained model in ``model_dir`` on raw events ``table``."""
+def evaluate_rce(
+    model_dir: str, spec_path: str, table: Any, subset: np.ndarray | None = None
+) -> float | tuple[float, float]:
+    """RCE (%) of the trained model in ``model_dir`` on raw events ``table``.
+
+    With a boolean ``subset`` mask over the events, returns ``(RCE of all, RCE of
+    the subset)``, the subset's RCE against its own mean label.
+    """
     import keras
 
     from trainer import data, metrics, preprocessing
@@ -83,9 +89,30 @@ def evaluate_rce(model_dir: str, spec_path: str, table: Any) -> float:
         np.asarray(model({k: v[i : i + 8192] for k, v in ids.items()}))
         for i in range(0, len(labels), 8192)
     ]
-    return metrics.relative_cross_entropy(
-        labels, np.concatenate(logits), from_logits=True
+    logits = np.concatenate(logits)
+    rce = metrics.relative_cross_entropy(labels, logits, from_logits=True)
+    if subset is None:
+        return rce
+    sub = metrics.relative_cross_entropy(
+        labels[subset], logits[subset], from_logits=True
     )
+    return rce, sub
+
+
+def seen_mask(eval_table: Any, train_table: Any, features: Sequence[str]) -> np.ndarray:
+    """Events of ``eval_table`` whose every one of ``features`` occurs in training.
+
+    On the rest (new users, new items), a dictionary sends the unseen value to its
+    OOV row while hashing sends it to rows trained for other values; the RCE on this
+    subset separates that effect from collisions among trained values.
+    """
+    mask = np.ones(eval_table.num_rows, bool)
+    for f in features:
+        seen = set(train_table[f].to_pylist())
+        mask &= np.fromiter(
+            (v in seen for v in eval_table[f].to_pylist()), bool, eval_table.num_rows
+        )
+    return mask
 
 
 def hour_name(i: int) -> str:

@@ -47,6 +47,12 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
             "bits": bits,
             "size": 100.0 * bits / base_bits,
         }
+        seen = [r["rce_seen"] for r in runs if r["variant"] == name and "rce_seen" in r]
+        if seen:
+            out[name]["rce_seen"] = float(np.mean(seen))
+            out[name]["std_seen"] = (
+                float(np.std(seen, ddof=1)) if len(seen) > 1 else float("nan")
+            )
     return out
 
 
@@ -69,13 +75,26 @@ def dataset_section(result: Mapping[str, Any]) -> list[str]:
         "Baseline dictionary sizes V: "
         + ", ".join(f"{f} {v}" for f, v in result["vocab"].items()),
         "",
+    ]
+    seen = "rce_seen" in base
+    if seen:
+        share = 100.0 * result["seen_events"] / result["eval_events"]
+        lines += [
+            f"RCE (seen) scores only the {result['seen_events']} evaluation events "
+            f"({share:.1f} %) whose {', '.join(names)} all occur in the training "
+            "hours: on the others a dictionary sends the new value to its OOV row, "
+            "while hashing sends it to rows trained for other values.",
+            "",
+        ]
+    lines += [
         "| variant | k ("
         + ", ".join(names)
         + ") | B ("
         + ", ".join(names)
-        + ") | RCE | "
-        "Δ RCE | model size % |",
-        "| --- | --- | --- | --- | --- | --- |",
+        + ") | RCE | Δ RCE | "
+        + ("RCE (seen) | Δ RCE (seen) | " if seen else "")
+        + "model size % |",
+        "| --- | --- | --- | --- | --- | " + ("--- | --- | " if seen else "") + "--- |",
     ]
     for name, s in stats.items():
         k = ", ".join(
@@ -90,7 +109,13 @@ def dataset_section(result: Mapping[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {k} | {b} | {_pm(s['rce'], s['std'])} "
             f"| {s['rce'] - base['rce']:+.3f} "
-            f"| {s['size']:.1f} |"
+            + (
+                f"| {_pm(s['rce_seen'], s['std_seen'])} "
+                f"| {s['rce_seen'] - base['rce_seen']:+.3f} "
+                if seen
+                else ""
+            )
+            + f"| {s['size']:.1f} |"
         )
     lines += ["", verdict(stats), ""]
     return lines

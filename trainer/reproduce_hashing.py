@@ -183,12 +183,16 @@ def _train_and_score(
     eval_table: Any,
     hours: str | None = None,
     warm_start: str | None = None,
+    seen: Any = None,
 ) -> dict[str, Any]:
     from trainer import task
 
     meta = task.run(config, train, stats, out, warm_start=warm_start, hours=hours)
+    scored = hashing_data.evaluate_rce(out, config.feature_spec, eval_table, seen)
+    rce, rce_seen = scored if seen is not None else (scored, None)
     return {
-        "rce": hashing_data.evaluate_rce(out, config.feature_spec, eval_table),
+        "rce": rce,
+        **({} if rce_seen is None else {"rce_seen": rce_seen}),
         "bits": int(meta["serving_bits"]),
         "steps": int(meta["steps"]),
         "examples": int(meta["examples"]),
@@ -222,6 +226,11 @@ def table_experiment(
         logs, split["train_hours"], base_path, os.path.join(root, "stats_full")
     )
     vocab = hashing_data.vocab_sizes(base_stats, COMPRESSED[dataset])
+    train_table, _ = hashing_data.read_events(
+        logs, split["train_hours"], load_feature_spec(base_path)
+    )
+    seen = hashing_data.seen_mask(eval_table, train_table, COMPRESSED[dataset])
+    del train_table
     rows: list[dict[str, Any]] = []
     for variant in variants(budget):
         spec = variant_spec(base, dataset, variant, vocab)
@@ -242,7 +251,9 @@ def table_experiment(
             out = os.path.join(root, "models", f"{spec['name']}_seed{seed}")
             config = _config(spec_path, spec["name"], seed, budget)
             t0 = time.perf_counter()
-            result = _train_and_score(config, train, stats, out, eval_table, hours)
+            result = _train_and_score(
+                config, train, stats, out, eval_table, hours, seen=seen
+            )
             result.update(
                 variant=variant.name, seed=seed, seconds=time.perf_counter() - t0
             )
@@ -270,6 +281,7 @@ def table_experiment(
         "eval_hours": [events.format_hour(h) for h in split["eval_hours"][:1]]
         + [events.format_hour(h) for h in split["eval_hours"][-1:]],
         "eval_events": eval_table.num_rows,
+        "seen_events": int(seen.sum()),
     }
 
 
