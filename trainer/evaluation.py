@@ -13,10 +13,10 @@ dictionary (full / DPQ / MGQE / hybrid), using the candidate's dictionaries and 
 ``unseen`` (not in the dictionary) and ``missing`` (``""``). The four classes partition
 the events of each feature. AUC is None where a set has one label class only.
 
-Blessing (:func:`decide_blessing`): every threshold given must pass; comparisons are
-inclusive (``rce == min_rce`` passes). Without a production model only the absolute
-thresholds apply. An hour with **no events** is not an error: the result is
-``blessed=False`` with the reason ``"no evaluation events ..."`` (a missing hour
+Blessing (:func:`trainer.blessing.decide_blessing`): every threshold given must pass;
+comparisons are inclusive (``rce == min_rce`` passes). Without a production model only
+the absolute thresholds apply. An hour with **no events** is not an error: the result
+is ``blessed=False`` with the reason ``"no evaluation events ..."`` (a missing hour
 partition, on the other hand, raises :class:`beam_jobs.events.MissingPartitionError`).
 
 Outputs in ``out``: ``metrics.json``, ``blessing.json`` (always), ``report.html`` and
@@ -29,7 +29,6 @@ import argparse
 import glob
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer import blessing
 from trainer import metrics as metrics_lib
 from trainer.features import FeatureSpec, Kind
 from trainer.transform import RAW_EVENTS_DIR
@@ -44,20 +44,6 @@ from trainer.transform import RAW_EVENTS_DIR
 logger = logging.getLogger(__name__)
 
 SLICE_CLASSES = ("head", "tail", "unseen", "missing")
-ABSOLUTE_THRESHOLDS = ("min_rce", "min_auc", "max_log_loss", "min_events")
-RELATIVE_THRESHOLDS = (
-    "max_rce_drop",
-    "max_auc_drop",
-    "max_logloss_increase",
-    "max_slice_rce_drop",
-    "min_slice_events",
-)
-GENERIC_THRESHOLDS = ("metric", "min_value", "max_regression")  # components/evaluate.py
-_GENERIC_METRICS = {
-    "rce": ("min_rce", "max_rce_drop"),
-    "auc": ("min_auc", "max_auc_drop"),
-}
-DEFAULT_MIN_SLICE_EVENTS = 100
 _CALIBRATION_BINS = 10
 
 
@@ -77,9 +63,10 @@ def evaluate(
         eval_data: An event log root (with ``hours``) or a transform output directory
             holding ``raw_events/``.
         production_dir: The production export, or None for a first model.
-        thresholds: Blessing thresholds; keys from :data:`ABSOLUTE_THRESHOLDS`,
-            :data:`RELATIVE_THRESHOLDS` or the generic ``metric`` / ``min_value`` /
-            ``max_regression`` (``metric`` is ``"rce"`` or ``"auc"``).
+        thresholds: Blessing thresholds; keys from
+            :data:`trainer.blessing.ABSOLUTE_THRESHOLDS`,
+            :data:`trainer.blessing.RELATIVE_THRESHOLDS` or the generic ``metric`` /
+            ``min_value`` / ``max_regression`` (``metric`` is ``"rce"`` or ``"auc"``).
         out: Output directory.
         hours: ``START[:END]`` hours of ``eval_data`` (the hour after training).
         slice_features: Features to slice by; default every dictionary feature.
@@ -93,14 +80,16 @@ def evaluate(
             not a transform output.
         beam_jobs.events.MissingPartitionError: if an hour partition does not exist.
     """
-    from trainer import export, report
+    from trainer import report, scoring
 
-    limits = normalize_thresholds(thresholds)
-    spec = FeatureSpec.from_dict(export.read_export_metadata(model_dir)["feature_spec"])
+    limits = blessing.normalize_thresholds(thresholds)
+    spec = FeatureSpec.from_dict(
+        scoring.read_export_metadata(model_dir)["feature_spec"]
+    )
     raw, source, bad = load_eval_events(eval_data, hours, spec)
     labels = raw[spec.label_key].astype(np.float64)
     masks = slice_masks(
-        raw, spec, os.path.join(model_dir, export.EXTRA_ARTIFACTS), slice_features
+        raw, spec, os.path.join(model_dir, scoring.EXTRA_ARTIFACTS), slice_features
     )
     details: dict[str, Any] = {
         "source": source,
@@ -115,7 +104,7 @@ def evaluate(
         if production_dir:
             _check_production_inputs(production_dir, spec)
             details["production"] = score_model(production_dir, raw, labels, masks)
-    blessed, reasons = decide_blessing(
+    blessed, reasons = blessing.decide_blessing(
         details["candidate"],
         details["production"],
         limits,
@@ -261,9 +250,9 @@ def score_model(
     masks: Mapping[str, Mapping[str, np.ndarray]],
 ) -> dict[str, Any]:
     """One export's overall, sliced and calibration metrics on ``raw``."""
-    from trainer import export
+    from trainer import scoring
 
-    probabilities = export.load_scorer(export_dir)(raw)["probability"].astype(
+    probabilities = scoring.load_scorer(export_dir)(raw)["probability"].astype(
         np.float64
     )
     return {
@@ -278,143 +267,6 @@ def score_model(
         },
         "calibration": calibration(labels, probabilities),
     }
-
-
-# -------------------------------------------------------------------------- blessing
-
-
-def normalize_thresholds(thresholds: Mapping[str, Any]) -> dict[str, Any]:
-    """Validates threshold keys and maps the generic form onto the specific keys.
-
-    Raises:
-        ValueError: naming an unknown key or an unsupported generic ``metric``.
-    """
-    allowed = set(ABSOLUTE_THRESHOLDS + RELATIVE_THRESHOLDS + GENERIC_THRESHOLDS)
-    unknown = sorted(set(thresholds) - allowed)
-    if unknown:
-        raise ValueError(f"unknown thresholds {unknown}; allowed: {sorted(allowed)}")
-    limits = {
-        k: float(v)
-        for k, v in thresholds.items()
-        if k not in GENERIC_THRESHOLDS and v is not None
-    }
-    metric = thresholds.get("metric")
-    if metric is not None:
-        if metric not in _GENERIC_METRICS:
-            raise ValueError(
-                f"thresholds.metric must be one of {sorted(_GENERIC_METRICS)}, "
-                f"got {metric!r}"
-            )
-        low, drop = _GENERIC_METRICS[metric]
-        for key, value in (
-            (low, thresholds.get("min_value")),
-            (drop, thresholds.get("max_regression")),
-        ):
-            if value is not None:
-                limits[key] = float(value)
-    return limits
-
-
-def decide_blessing(
-    candidate: Mapping[str, Any] | None,
-    production: Mapping[str, Any] | None,
-    thresholds: Mapping[str, float],
-    empty_reason: str = "no evaluation events",
-) -> tuple[bool, list[str]]:
-    """Applies ``thresholds`` (see the module docstring) to the scored models.
-
-    Args:
-        candidate: :func:`score_model` output of the candidate; None when there were
-            no events.
-        production: Same for production, or None (first model: absolute checks only).
-        thresholds: Normalized thresholds (:func:`normalize_thresholds`).
-        empty_reason: The reason given when ``candidate`` is None.
-
-    Returns:
-        ``(blessed, reasons)``: the failed checks if not blessed, else the passed ones.
-    """
-    if candidate is None or not candidate["overall"]["count"]:
-        return False, [empty_reason]
-    checks = _absolute_checks(candidate["overall"], thresholds)
-    if production is None:
-        checks.append((True, "no production model: absolute thresholds only"))
-    else:
-        checks += _relative_checks(candidate, production, thresholds)
-    failed = [msg for ok, msg in checks if not ok]
-    return (not failed), (failed or [msg for _ok, msg in checks])
-
-
-def _absolute_checks(
-    c: Mapping[str, Any], t: Mapping[str, float]
-) -> list[tuple[bool, str]]:
-    checks = [_at_least("events", c["count"], t.get("min_events", 1.0))]
-    if "min_rce" in t:
-        checks.append(_at_least("rce", c["rce"], t["min_rce"]))
-    if "min_auc" in t:
-        checks.append(_at_least("auc", c["auc"], t["min_auc"]))
-    if "max_log_loss" in t:
-        checks.append(_at_most("log_loss", c["log_loss"], t["max_log_loss"]))
-    return checks
-
-
-def _relative_checks(
-    cand: Mapping[str, Any], prod: Mapping[str, Any], t: Mapping[str, float]
-) -> list[tuple[bool, str]]:
-    c, p = cand["overall"], prod["overall"]
-    checks = []
-    if "max_rce_drop" in t:
-        checks.append(
-            _at_most(
-                "rce drop vs production", _minus(p["rce"], c["rce"]), t["max_rce_drop"]
-            )
-        )
-    if "max_auc_drop" in t:
-        checks.append(
-            _at_most(
-                "auc drop vs production", _minus(p["auc"], c["auc"]), t["max_auc_drop"]
-            )
-        )
-    if "max_logloss_increase" in t:
-        checks.append(
-            _at_most(
-                "log_loss increase vs production",
-                _minus(c["log_loss"], p["log_loss"]),
-                t["max_logloss_increase"],
-            )
-        )
-    if "max_slice_rce_drop" in t:
-        min_n = t.get("min_slice_events", DEFAULT_MIN_SLICE_EVENTS)
-        for feature, classes in cand["slices"].items():
-            for name, cm in classes.items():
-                pm = prod["slices"].get(feature, {}).get(name)
-                if pm is None or cm["count"] < min_n:
-                    continue
-                checks.append(
-                    _at_most(
-                        f"rce drop vs production on {feature}/{name}",
-                        _minus(pm["rce"], cm["rce"]),
-                        t["max_slice_rce_drop"],
-                    )
-                )
-    return checks
-
-
-def _minus(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def _at_least(name: str, value: float | None, limit: float) -> tuple[bool, str]:
-    if value is None or not math.isfinite(value):
-        return False, f"{name} is undefined (needs >= {limit:g})"
-    ok = value >= limit
-    return ok, f"{name} {value:.6g} {'>=' if ok else '<'} {limit:g}"
-
-
-def _at_most(name: str, value: float | None, limit: float) -> tuple[bool, str]:
-    if value is None or not math.isfinite(value):
-        return False, f"{name} is undefined (needs <= {limit:g})"
-    ok = value <= limit
-    return ok, f"{name} {value:.6g} {'<=' if ok else '>'} {limit:g}"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -441,10 +293,10 @@ def flat_metrics(details: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _check_production_inputs(production_dir: str, spec: FeatureSpec) -> None:
-    from trainer import export
+    from trainer import scoring
 
     prod = FeatureSpec.from_dict(
-        export.read_export_metadata(production_dir)["feature_spec"]
+        scoring.read_export_metadata(production_dir)["feature_spec"]
     )
     missing = sorted(
         set(f.name for f in prod.features) - set(f.name for f in spec.features)

@@ -15,8 +15,10 @@ centroids; the query table is not saved); the deep tables of ``full`` features b
 asked for; hashing, hybrid and full tables stay as trained (already their compact form).
 
 The export is reloaded and its scores compared with the trained Keras model's
-(:data:`TOLERANCE`); ``export_metadata.json`` is written only when they agree, so its
-presence marks a usable export. Layout of the export directory::
+(:mod:`trainer.export_checks`, :data:`~trainer.export_checks.TOLERANCE`);
+``export_metadata.json`` is written only when they agree, so its presence marks a
+usable export. Scoring and reading a finished export: :mod:`trainer.scoring`. Layout of
+the export directory::
 
     saved_model.pb variables/ assets/ fingerprint.pb   the SavedModel (``size_bytes``)
     assets.extra/artifacts/   manifest, vocab/<f>.txt, vocab/<f>.tiers (eval slicing)
@@ -37,37 +39,25 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import data, preprocessing
-from trainer.features import FeatureSpec, Kind, Treatment
+from trainer import export_checks, preprocessing, scoring
+from trainer.features import FeatureSpec, Treatment
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
-EXPORT_METADATA = "export_metadata.json"
-EXTRA_ARTIFACTS = os.path.join("assets.extra", "artifacts")
-SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
 SAVEDMODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
-TOLERANCE = 1e-5
 BASELINE = (
     "float32 (V+1)-row tables for every dictionary feature (deep and wide), other "
     "tables as exported, dense parameters at 32 bits"
 )
-_SOURCE_EVENTS = 1024
-_PROBE_EVENTS = 256
-
-Scorer = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
-
-
-class ExportCheckError(RuntimeError):
-    """The reloaded SavedModel does not reproduce the trained model's scores."""
 
 
 @dataclasses.dataclass
@@ -111,22 +101,27 @@ def export_serving_model(
     Raises:
         FileExistsError: if ``out`` already holds a SavedModel.
         ValueError: if ``artifacts`` does not match the model's vocabularies.
-        ExportCheckError: if the reloaded export's logits or probabilities differ
-            from the trained model's by more than :data:`TOLERANCE`.
+        trainer.export_checks.ExportCheckError: if the reloaded export's logits or
+            probabilities differ from the trained model's by more than
+            :data:`trainer.export_checks.TOLERANCE`.
     """
     artifacts = artifacts or os.path.join(model_dir, "artifacts")
     if os.path.exists(os.path.join(out, "saved_model.pb")):
         raise FileExistsError(f"{out} already holds a SavedModel; use a new --out")
     trained, meta = load_trained(model_dir)
     transform = preprocessing.FeatureTransform(trained.spec, artifacts)
-    _check_vocabularies(trained, transform, artifacts)
+    export_checks.check_vocabularies(trained, transform, artifacts)
     sq_bits = _resolve_sq_bits(meta, sq_bits)
     serving, info = build_serving_model(trained, sq_bits, packed_codes)
     module = ServingModule(transform, serving)
     tf.saved_model.save(module, out, signatures=module.signatures())
-    raw = _check_batch(trained.spec, transform, artifacts, meta, check_events)
-    check = _verify(out, trained, info, transform, raw)
-    manifest = _copy_slicing_artifacts(artifacts, os.path.join(out, EXTRA_ARTIFACTS))
+    raw = export_checks.check_batch(
+        trained.spec, transform, artifacts, meta, check_events
+    )
+    check = export_checks.verify(out, trained, info, transform, raw)
+    manifest = _copy_slicing_artifacts(
+        artifacts, os.path.join(out, scoring.EXTRA_ARTIFACTS)
+    )
     result = {
         "model_dir": model_dir,
         "artifacts": artifacts,
@@ -138,11 +133,11 @@ def export_serving_model(
         "compact_layers": info.replaced,
         "sq_bits": sq_bits,
         "packed_codes": packed_codes,
-        "signatures": [SERVING_SIGNATURE, TRANSFORM_SIGNATURE],
+        "signatures": [scoring.SERVING_SIGNATURE, TRANSFORM_SIGNATURE],
         "feature_spec": trained.spec.to_dict(),
         "check": check,
     }
-    with open(os.path.join(out, EXPORT_METADATA), "w", encoding="utf-8") as f:
+    with open(os.path.join(out, scoring.EXPORT_METADATA), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, sort_keys=True)
     logger.info("exported %s -> %s: %d bytes", model_dir, out, result["size_bytes"])
     return result
@@ -297,7 +292,9 @@ class ServingModule(tf.Module):
             )
         }
         if self._forward is not None:
-            out[SERVING_SIGNATURE] = tf.function(self.serve, input_signature=sig)
+            out[scoring.SERVING_SIGNATURE] = tf.function(
+                self.serve, input_signature=sig
+            )
         return {k: fn.get_concrete_function() for k, fn in out.items()}
 
 
@@ -353,197 +350,7 @@ def savedmodel_bytes(path: str) -> int:
     return total
 
 
-# ---------------------------------------------------------------- scoring and check
-
-
-def raw_tensor(values: np.ndarray) -> tf.Tensor:
-    """One raw column in the signature's dtype: strings -> tf.string, else float32."""
-    values = np.asarray(values)
-    if values.dtype == object or values.dtype.kind in "US":
-        return tf.constant(
-            [str(v) for v in values.tolist()], tf.string, shape=[len(values)]
-        )
-    return tf.constant(values.astype(np.float32))
-
-
-def load_scorer(export_dir: str, batch_size: int = 8192) -> Scorer:
-    """A function ``raw events -> {"probability", "logit"}`` over an export.
-
-    Args:
-        export_dir: A directory written by :func:`export_serving_model`.
-        batch_size: Events per signature call.
-
-    Returns:
-        ``scorer(raw)``; ``raw`` maps each feature name to an ``(n,)`` array (object
-        strings or floats, as :func:`trainer.data.table_to_raw` returns them).
-    """
-    loaded = tf.saved_model.load(export_dir)
-    fn = loaded.signatures[SERVING_SIGNATURE]
-    names = sorted(fn.structured_input_signature[1])
-
-    def scorer(raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        n = len(raw[names[0]])
-        parts: dict[str, list[np.ndarray]] = {"probability": [], "logit": []}
-        for start in range(0, n, batch_size):
-            args = {k: raw_tensor(raw[k][start : start + batch_size]) for k in names}
-            outputs = fn(**args)
-            for key, chunks in parts.items():
-                chunks.append(outputs[key].numpy())
-        return {
-            k: np.concatenate(v) if v else np.zeros(0, np.float32)
-            for k, v in parts.items()
-        }
-
-    scorer.loaded = loaded  # type: ignore[attr-defined]  # keeps the resources alive
-    return scorer
-
-
-def read_export_metadata(export_dir: str) -> dict[str, Any]:
-    """``export_metadata.json`` of a finished export.
-
-    Raises:
-        FileNotFoundError: if the export is missing or unfinished.
-    """
-    path = os.path.join(export_dir, EXPORT_METADATA)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"{path} not found: {export_dir} is not a finished export"
-        )
-    with open(path, encoding="utf-8") as f:
-        return dict(json.load(f))
-
-
-def _verify(
-    out: str,
-    trained: Any,
-    info: ServingInfo,
-    transform: Any,
-    raw: Mapping[str, np.ndarray],
-) -> dict[str, Any]:
-    """Reloads the export and compares it with the (SQ-adjusted) trained model."""
-    ids = data.transform_raw(raw, transform)
-    features = {k: v for k, v in ids.items() if k not in trained.spec.label_keys}
-    backup = {}
-    for name, table in info.sq_tables.items():  # reference = trained with SQ tables
-        backup[name] = trained.deep_embeddings[name].get_weights()
-        trained.deep_embeddings[name].set_weights([table])
-    try:
-        reference = keras.ops.convert_to_numpy(trained(features, training=False))
-    finally:
-        for name, weights in backup.items():
-            trained.deep_embeddings[name].set_weights(weights)
-    exported = load_scorer(out)(raw)
-    logit_diff = float(np.max(np.abs(exported["logit"] - reference), initial=0.0))
-    prob = 1.0 / (1.0 + np.exp(-reference.astype(np.float64)))
-    prob_diff = float(np.max(np.abs(exported["probability"] - prob), initial=0.0))
-    check = {
-        "events": int(len(reference)),
-        "max_abs_logit_diff": logit_diff,
-        "max_abs_probability_diff": prob_diff,
-        "tolerance": TOLERANCE,
-        "reference": "trained model"
-        + (" with SQ-dequantized tables" if info.sq_tables else ""),
-    }
-    if not (logit_diff <= TOLERANCE and prob_diff <= TOLERANCE):
-        raise ExportCheckError(
-            f"{out}: exported scores differ from the trained model's (max |logit diff| "
-            f"{logit_diff:.3g}, max |probability diff| {prob_diff:.3g} > {TOLERANCE}); "
-            "export_metadata.json not written"
-        )
-    return check
-
-
-def _check_batch(
-    spec: FeatureSpec,
-    transform: Any,
-    artifacts: str,
-    meta: Mapping[str, Any],
-    extra: Mapping[str, np.ndarray] | None,
-) -> dict[str, np.ndarray]:
-    """Probe events + up to 1,024 source events + ``extra``, concatenated."""
-    from trainer import artifacts as artifacts_lib
-
-    vocabularies = {
-        n: artifacts_lib.read_vocab(artifacts, n) for n in transform.vocabulary_sizes
-    }
-    parts = [probe_events(spec, vocabularies, transform.boundaries)]
-    source = _source_events(spec, str(meta.get("source", "")))
-    if source is not None:
-        parts.append(source)
-    if extra is not None:
-        n = len(extra[spec.features[0].name])
-        labels = {k: np.zeros(n, np.float32) for k in spec.label_keys}
-        parts.append({k: np.asarray({**labels, **extra}[k]) for k in parts[0]})
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def probe_events(
-    spec: FeatureSpec,
-    vocabularies: Mapping[str, Sequence[str]],
-    boundaries: Mapping[str, Sequence[float]],
-    n: int = _PROBE_EVENTS,
-) -> dict[str, np.ndarray]:
-    """Deterministic raw events that visit every id path of every feature.
-
-    Categoricals cycle through dictionary values (first rows = head, last rows =
-    tail), unseen values and ``""``; numerics through the bucket boundaries, values
-    between and beyond them, and NaN. Labels are 0.
-
-    Example:
-        >>> raw = probe_events(spec, {"item": ["a", "b"]}, {})  # doctest: +SKIP
-    """
-    rng = np.random.default_rng(0)
-    raw: dict[str, np.ndarray] = {}
-    for f in spec.features:
-        if f.kind is Kind.CATEGORICAL:
-            vocab = list(vocabularies.get(f.name, []))
-            pool = (
-                vocab[:8] + vocab[-8:] + [f"unseen-{i}" for i in range(4)] + ["", "0"]
-            )
-            column = np.asarray([pool[i % len(pool)] for i in range(n)], dtype=object)
-        else:
-            edges = [float(b) for b in boundaries.get(f.name, [])] or [0.0]
-            pool = edges + [e + 0.5 for e in edges] + [-1e9, 1e9, float("nan")]
-            column = np.asarray([pool[i % len(pool)] for i in range(n)], np.float32)
-        raw[f.name] = column[rng.permutation(n)]
-    for key in spec.label_keys:
-        raw[key] = np.zeros(n, np.float32)
-    return raw
-
-
-def _source_events(spec: FeatureSpec, source: str) -> dict[str, np.ndarray] | None:
-    """Up to 1,024 events of the training source ``ROOT@HOURS``, None if unreadable."""
-    from beam_jobs import events
-
-    root, sep, hours = source.rpartition("@")
-    if not sep:
-        return None
-    try:
-        table, _bad = data.read_events(root, events.parse_hour_range(hours), spec)
-    except (OSError, ValueError) as e:
-        logger.warning(
-            "training source %s not readable (%s); probe events only", source, e
-        )
-        return None
-    return data.table_to_raw(table.slice(0, _SOURCE_EVENTS), spec)
-
-
-# --------------------------------------------------------------------------- checks
-
-
-def _check_vocabularies(trained: Any, transform: Any, artifacts: str) -> None:
-    rows = data.table_rows(trained.spec, transform)
-    bad = {
-        k: (v, trained.table_rows.get(k))
-        for k, v in rows.items()
-        if trained.table_rows.get(k) != v
-    }
-    if bad:
-        raise ValueError(
-            f"{artifacts}: vocabularies do not match the model's tables "
-            f"(feature: (artifact rows, model rows)) {bad}; export with the artifact "
-            "the model was trained on"
-        )
+# -------------------------------------------------------------------------- helpers
 
 
 def _resolve_sq_bits(meta: Mapping[str, Any], sq_bits: int | None) -> int | None:
@@ -607,7 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sq_bits=args.sq_bits,
             packed_codes=args.packed_codes,
         )
-    except (FileNotFoundError, FileExistsError, ValueError, ExportCheckError) as e:
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        ValueError,
+        export_checks.ExportCheckError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     keys = (

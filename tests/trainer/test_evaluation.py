@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 
 from beam_jobs import events
 from tests.trainer.conftest import EVAL_HOUR
-from trainer import artifacts, data, evaluation, export, report
+from trainer import artifacts, data, evaluation, export, report, scoring
 from trainer.features import FeatureSpec
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,7 +60,9 @@ def first_run(candidate, synthetic_logs, tmp_path_factory) -> dict:
 
 
 def _eval_events(candidate: str, logs: str):
-    spec = FeatureSpec.from_dict(export.read_export_metadata(candidate)["feature_spec"])
+    spec = FeatureSpec.from_dict(
+        scoring.read_export_metadata(candidate)["feature_spec"]
+    )
     table, _bad = data.read_events(logs, events.parse_hour_range(EVAL_HOUR), spec)
     return spec, data.table_to_raw(table, spec)
 
@@ -86,14 +88,14 @@ def test_metrics_equal_sklearn_on_the_same_predictions(
 ):
     spec, raw = _eval_events(candidate, synthetic_logs)
     y = raw["label"].astype(np.float64)
-    p = export.load_scorer(candidate)(raw)["probability"].astype(np.float64)
+    p = scoring.load_scorer(candidate)(raw)["probability"].astype(np.float64)
     details = first_run["details"]
     expected = _sklearn_metrics(y, p)
     for key, value in expected.items():
         assert details["candidate"]["overall"][key] == pytest.approx(value, rel=1e-9), (
             key
         )
-    masks = evaluation.slice_masks(raw, spec, candidate + "/" + export.EXTRA_ARTIFACTS)
+    masks = evaluation.slice_masks(raw, spec, candidate + "/" + scoring.EXTRA_ARTIFACTS)
     for cls in ("head", "tail", "unseen"):
         m = masks["item_id"][cls]
         got = details["candidate"]["slices"]["item_id"][cls]
@@ -108,7 +110,7 @@ def test_slices_partition_events_by_frequency_class(
 ):
     spec, raw = _eval_events(candidate, synthetic_logs)
     n = len(raw["label"])
-    masks = evaluation.slice_masks(raw, spec, candidate + "/" + export.EXTRA_ARTIFACTS)
+    masks = evaluation.slice_masks(raw, spec, candidate + "/" + scoring.EXTRA_ARTIFACTS)
     assert set(masks) == {
         "user_id",
         "item_id",
@@ -176,60 +178,6 @@ def test_regression_vs_production_is_not_blessed(
     assert good["metrics"]["production_rce"] == pytest.approx(c["rce"])
 
 
-def _scored(rce, auc=0.7, log_loss=0.5, count=1000, slices=None):
-    return {
-        "overall": {"count": count, "rce": rce, "auc": auc, "log_loss": log_loss},
-        "slices": slices or {},
-    }
-
-
-def test_threshold_edges_and_undefined_values():
-    decide = evaluation.decide_blessing
-    assert decide(_scored(2.5), None, {"min_rce": 2.5})[0] is True  # inclusive
-    ok, reasons = decide(_scored(2.25), None, {"min_rce": 2.5})
-    assert not ok and reasons == ["rce 2.25 < 2.5"]
-    assert decide(_scored(10.25), _scored(10.5), {"max_rce_drop": 0.25})[0] is True
-    assert decide(_scored(10.0), _scored(10.5), {"max_rce_drop": 0.25})[0] is False
-    ok, reasons = decide(_scored(3.0, auc=None), None, {"min_auc": 0.5})
-    assert not ok and "auc is undefined" in reasons[0]
-    ok, reasons = decide(
-        _scored(3.0, log_loss=0.5),
-        _scored(3.0, log_loss=0.25),
-        {"max_logloss_increase": 0.25},
-    )
-    assert ok, reasons
-    assert decide(_scored(3.0, count=5), None, {"min_events": 10})[0] is False
-    assert decide(None, None, {}, empty_reason="empty") == (False, ["empty"])
-
-
-def test_slice_threshold_skips_small_slices():
-    small = {
-        "f": {"head": {"count": 10, "rce": 1.0}, "tail": {"count": 500, "rce": 5.0}}
-    }
-    prod = {
-        "f": {"head": {"count": 10, "rce": 9.0}, "tail": {"count": 500, "rce": 5.5}}
-    }
-    t = {"max_slice_rce_drop": 1.0, "min_slice_events": 100}
-    assert evaluation.decide_blessing(
-        _scored(3, slices=small), _scored(3, slices=prod), t
-    )[0]
-    t["min_slice_events"] = 10
-    ok, reasons = evaluation.decide_blessing(
-        _scored(3, slices=small), _scored(3, slices=prod), t
-    )
-    assert not ok and reasons == ["rce drop vs production on f/head 8 > 1"]
-
-
-def test_threshold_validation_and_generic_form():
-    assert evaluation.normalize_thresholds(
-        {"metric": "auc", "min_value": 0.5, "max_regression": 0.005}
-    ) == {"min_auc": 0.5, "max_auc_drop": 0.005}
-    with pytest.raises(ValueError, match="unknown thresholds"):
-        evaluation.normalize_thresholds({"min_rec": 1.0})
-    with pytest.raises(ValueError, match="metric"):
-        evaluation.normalize_thresholds({"metric": "log_loss", "min_value": 0.1})
-
-
 # ------------------------------------------------------------------ report, data, CLI
 
 
@@ -246,7 +194,9 @@ def test_report_references_the_pngs(first_run):
 
 
 def test_empty_eval_hour_is_not_blessed_and_still_reported(candidate, tmp_path):
-    spec = FeatureSpec.from_dict(export.read_export_metadata(candidate)["feature_spec"])
+    spec = FeatureSpec.from_dict(
+        scoring.read_export_metadata(candidate)["feature_spec"]
+    )
     logs = str(tmp_path / "logs")
     events.write_partition(logs, events.parse_hour(EVAL_HOUR), events.empty_table(spec))
     out = str(tmp_path / "eval")

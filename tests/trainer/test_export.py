@@ -1,4 +1,4 @@
-"""Tests of trainer.export: a real SavedModel export of a trained model, reloaded."""
+"""Tests of trainer.export, .scoring and .export_checks on a real, reloaded export."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.trainer.test_preprocessing import (
     _assert_matches_golden,
     _tensors,
 )
-from trainer import artifacts, data, export, preprocessing
+from trainer import artifacts, data, export, export_checks, preprocessing, scoring
 from trainer.features import FeatureSpec, transformed_name
 from trainer.layers.compact_embedding import CompactCodebookEmbedding
 from trainer.models.wide_deep import WideAndDeep, dummy_inputs
@@ -82,7 +82,7 @@ def test_exported_scores_equal_trained_scores_incl_unseen_and_missing(
     assert (ids["category_xf"][150:200] == oov["category"]).all()
     natural_unseen = ids["item_id_xf"][300:] == oov["item_id"]
     assert natural_unseen.sum() > 100  # T01 brings many items T00 never saw
-    scores = export.load_scorer(out, batch_size=1000)(eval_raw)
+    scores = scoring.load_scorer(out, batch_size=1000)(eval_raw)
     reference = _trained_logits(trained, trained_model_dir, eval_raw)
     assert scores["logit"].shape == (len(eval_raw["label"]),)
     np.testing.assert_allclose(scores["logit"], reference, rtol=0, atol=1e-5)
@@ -98,7 +98,7 @@ def test_transform_signature_equals_python_transform(
     out, _info = exported
     fn = tf.saved_model.load(out).signatures[export.TRANSFORM_SIGNATURE]
     got = fn(
-        **{f.name: export.raw_tensor(eval_raw[f.name]) for f in trained.spec.features}
+        **{f.name: scoring.raw_tensor(eval_raw[f.name]) for f in trained.spec.features}
     )
     transform = preprocessing.FeatureTransform(
         trained.spec, os.path.join(trained_model_dir, "artifacts")
@@ -158,7 +158,7 @@ def test_savedmodel_is_smaller_than_the_keras_model_file(exported, trained_model
         os.path.join(r, f)
         for r, _d, fs in os.walk(out)
         for f in fs
-        if "assets.extra" not in r and f != export.EXPORT_METADATA
+        if "assets.extra" not in r and f != scoring.EXPORT_METADATA
     ]
     assert info["size_bytes"] == sum(os.path.getsize(f) for f in files)
     assert info["size_bytes"] < keras_bytes
@@ -167,7 +167,7 @@ def test_savedmodel_is_smaller_than_the_keras_model_file(exported, trained_model
 
 def test_metadata_fields(exported, trained, trained_model_dir):
     out, info = exported
-    with open(os.path.join(out, export.EXPORT_METADATA)) as f:
+    with open(os.path.join(out, scoring.EXPORT_METADATA)) as f:
         assert json.load(f) == json.loads(json.dumps(info))
     with open(os.path.join(trained_model_dir, "metadata.json")) as f:
         assert info["serving_bits"] == json.load(f)["serving_bits"]
@@ -189,10 +189,10 @@ def test_metadata_fields(exported, trained, trained_model_dir):
     assert info["compact_layers"] == {
         "item_id": "MGQEEmbedding -> CompactCodebookEmbedding"
     }
-    assert info["check"]["max_abs_logit_diff"] <= export.TOLERANCE
+    assert info["check"]["max_abs_logit_diff"] <= export_checks.TOLERANCE
     assert info["check"]["events"] > 1000  # probe events + training-source events
     assert FeatureSpec.from_dict(info["feature_spec"]) == trained.spec
-    extra = os.path.join(out, export.EXTRA_ARTIFACTS)
+    extra = os.path.join(out, scoring.EXTRA_ARTIFACTS)
     assert artifacts.read_vocab(extra, "item_id") == tiers.values
     assert artifacts.read_tiers(extra, "item_id").tolist() == tiers.row_tier.tolist()
 
@@ -223,10 +223,12 @@ def test_scalar_quantized_and_packed_export(
         len(packed) == 1 and packed[0].dtype == tf.uint8 and packed[0].shape.rank == 1
     )
     assert [v.dtype for v in variables if "emb_category/codes" in v.name] == [tf.uint8]
-    scores = export.load_scorer(out)(eval_raw)["logit"]
+    scores = scoring.load_scorer(out)(eval_raw)["logit"]
     unquantized = _trained_logits(trained, trained_model_dir, eval_raw)
     assert np.max(np.abs(scores - unquantized)) > 1e-4  # 4-bit tables change scores
-    assert info["check"]["max_abs_logit_diff"] <= export.TOLERANCE  # vs SQ reference
+    assert (
+        info["check"]["max_abs_logit_diff"] <= export_checks.TOLERANCE
+    )  # vs SQ reference
     assert (
         info["serving_bits"]
         < json.load(open(trained_model_dir + "/metadata.json"))["serving_bits"]
@@ -289,8 +291,8 @@ def test_verify_raises_when_the_export_differs(
     wrong = export.ServingInfo(
         sq_tables={"category": table + 0.5}
     )  # not what was saved
-    with pytest.raises(export.ExportCheckError, match="differ"):
-        export._verify(out, trained, wrong, transform, eval_raw)
+    with pytest.raises(export_checks.ExportCheckError, match="differ"):
+        export_checks.verify(out, trained, wrong, transform, eval_raw)
     np.testing.assert_array_equal(  # the reference swap is undone
         keras.ops.convert_to_numpy(trained.deep_embeddings["category"].embeddings),
         table,
@@ -309,7 +311,7 @@ def test_refuses_existing_export_and_mismatched_artifacts(
     artifacts.write_vocab(bad, "category", vocab[:-1])
     with pytest.raises(ValueError, match="category"):
         export.export_serving_model(trained_model_dir, bad, str(tmp_path / "x"))
-    assert not os.path.exists(tmp_path / "x" / export.EXPORT_METADATA)
+    assert not os.path.exists(tmp_path / "x" / scoring.EXPORT_METADATA)
 
 
 def test_cli(trained_model_dir, tmp_path, capsys):
