@@ -38,7 +38,7 @@ compile: setup  ## regenerate specs/hourly_training.yaml
 golden: setup  ## regenerate tests/testdata/hash_buckets.json (only when the hashing contract changes)
 	$(BIN)/python -m trainer.preprocessing --write-golden tests/testdata/hash_buckets.json
 
-reproduce: setup  ## paper reproductions (about a day on 2 CPU cores); see docs/RESULTS.md
+reproduce: setup  ## paper reproductions (about a day on 2 CPU cores; resumable: finished runs are kept under runs/); see docs/RESULTS.md
 	$(BIN)/python -m trainer.reproduce --data-dir $(DATA_DIR) --out docs/results_ranking.md
 	$(BIN)/python -m trainer.reproduce_hashing --data-dir $(DATA_DIR) --out docs/results_hashing.md
 
