@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -175,6 +176,16 @@ def _config(spec_path: str, name: str, seed: int, budget: Budget) -> Any:
     )
 
 
+def _model_dir(root: str, name: str, config: Any, *inputs: Any) -> str:
+    """``root/name_<fingerprint>``: a finished model is reused only for the same config
+    (and inputs), never for a run with other settings. After changing the code, pass
+    a new ``--work-dir``."""
+    blob = json.dumps([config.to_dict(), *inputs], sort_keys=True, default=str)
+    return os.path.join(
+        root, f"{name}_{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+    )
+
+
 def _train_and_score(
     config: Any,
     train: str,
@@ -248,8 +259,8 @@ def table_experiment(
             )
             hours = None
         for seed in range(budget.seeds):
-            out = os.path.join(root, "models", f"{spec['name']}_seed{seed}")
             config = _config(spec_path, spec["name"], seed, budget)
+            out = _model_dir(root, f"models/{spec['name']}_seed{seed}", config)
             t0 = time.perf_counter()
             result = _train_and_score(
                 config, train, stats, out, eval_table, hours, seen=seen
@@ -323,8 +334,8 @@ def _continuous_run(
             f"{root}/{name}/stats_{h:03d}",
             prev_stats,
         )
-        out = f"{root}/{name}/model_{h:03d}"
         config = _config(spec_path, name, 0, budget)
+        out = _model_dir(root, f"{name}/model_{h:03d}", config, prev_model)
         result = _train_and_score(
             config,
             logs,
@@ -424,7 +435,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--work-dir",
         default="runs/reproduce_hashing",
-        help="data, artifacts and models (finished steps are reused)",
+        help="data, artifacts and models; finished steps with the same settings are "
+        "reused (use a new directory after changing the code)",
     )
     p.add_argument(
         "--quick", action="store_true", help="one seed, small data (< 15 min)"

@@ -9,7 +9,9 @@ output), with dictionaries, tiers and bucket boundaries from the Beam stats arti
 * ``model.keras`` — the trained model; ``artifacts/`` — the stats artifact it used
   (vocabularies travel with the model, so export and warm start need nothing else);
 * ``checkpoints/`` (model + optimizer slots; a killed run resumes from here);
-* ``tensorboard/``; ``metadata.json`` (config, rows, steps, loss, serving bits).
+* ``tensorboard/``; ``metadata.json`` (config, rows, steps, loss, serving bits);
+  ``request.json`` (config and inputs asked for: rerunning into the same ``out`` returns
+  or resumes that run only with the same request, and is refused otherwise).
 
 An hour with no events is skipped with a warning and never trained on. With a
 ``TF_CONFIG`` naming several workers the model and optimizers live under a
@@ -35,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
+REQUEST_FILE = "request.json"  # what the run in this directory was asked to train
 
 
 def run(
@@ -53,15 +56,23 @@ def run(
     from trainer import warm_start as warm
     from trainer.models.wide_deep import WideAndDeep, dummy_inputs
 
-    done = storage.join(out, METADATA_FILE)
-    if storage.exists(done):
-        logger.info("%s already trained; returning its metadata", out)
-        return json.loads(storage.read_text(done))
     if config.model.name != "wide_deep":
         raise ConfigError(
             f"model.name: trainer.task trains wide_deep on event logs; "
             f"{config.model.name!r} is trained by trainer.reproduce"
         )
+    request = {
+        "config": config.to_dict(),
+        "train": train,
+        "hours": hours,
+        "artifacts": artifacts,
+        "warm_start": warm_start,
+    }
+    _claim_out_dir(out, request)
+    done = storage.join(out, METADATA_FILE)
+    if storage.exists(done):
+        logger.info("%s already trained; returning its metadata", out)
+        return json.loads(storage.read_text(done))
     # Before any TF op: MultiWorkerMirroredStrategy must configure collectives first.
     strategy = train_loop.make_strategy()
     tf.keras.utils.set_random_seed(config.training.seed)
@@ -127,6 +138,52 @@ def run(
     }
     storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta
+
+
+def _claim_out_dir(out: str, request: dict[str, Any]) -> None:
+    """Records what ``out`` trains; refuses an ``out`` holding a run of other settings.
+
+    A finished or killed run in ``out`` is returned or resumed only when its config,
+    inputs and warm start are the ones asked for now; anything else would silently
+    hand back (or continue) a different model.
+
+    Raises:
+        ConfigError: naming ``out`` and the settings that differ.
+    """
+    request = json.loads(json.dumps(request, default=str))
+    path = storage.join(out, REQUEST_FILE)
+    if storage.exists(path):
+        stored = json.loads(storage.read_text(path))
+    elif storage.exists(
+        storage.join(out, METADATA_FILE)
+    ):  # written before REQUEST_FILE
+        stored = {
+            "config": json.loads(storage.read_text(storage.join(out, METADATA_FILE)))[
+                "config"
+            ]
+        }
+        request = {"config": request["config"]}
+    else:
+        storage.write_text(path, json.dumps(request, indent=1, sort_keys=True))
+        return
+    diffs = _differences(stored, request)
+    if diffs:
+        shown = ", ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
+        raise ConfigError(
+            f"{out} holds a run with other settings ({shown}); "
+            "give a new output directory or remove that one"
+        )
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like values."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            out += _differences(a.get(key), b.get(key), name)
+        return out
+    return [] if a == b else [prefix or "<value>"]
 
 
 def _set_precision(mixed: bool) -> None:

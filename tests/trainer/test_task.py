@@ -3,6 +3,7 @@ errors, the CLI, and the container that runs it (trainer/Dockerfile)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -70,6 +71,21 @@ def test_rerun_is_idempotent(trained, world):
     assert again == json.loads(json.dumps(meta, default=str))
     after = {f: os.stat(os.path.join(out, f)).st_mtime_ns for f in os.listdir(out)}
     assert after == before
+
+
+def test_rerun_with_other_settings_into_the_same_out_is_refused(trained, world):
+    out, meta = trained
+    other = wdt.tiny_config().replace(
+        training=dataclasses.replace(wdt.tiny_config().training, seed=7)
+    )
+    with pytest.raises(ConfigError, match=r"other settings \(config\.training\.seed\)"):
+        task.run(other, world["logs"], world["stats"], out, hours=HOUR0)
+    with pytest.raises(ConfigError, match=r"model0 holds a run .*\(hours\)"):
+        task.run(
+            wdt.tiny_config(), world["logs"], world["stats"], out, hours="2026-01-01T01"
+        )
+    stored = json.loads(open(os.path.join(out, task.REQUEST_FILE)).read())
+    assert stored["config"]["training"]["seed"] == meta["config"]["training"]["seed"]
 
 
 def test_empty_hour_is_skipped_with_a_warning(world, caplog):
