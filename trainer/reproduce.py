@@ -262,7 +262,7 @@ def _embedding_summary(cfg: Any) -> str:
 
 
 def plot_results(runs: Sequence[Run], png: str) -> None:
-    """HR@10 (mean over seeds) against model size %, ours filled, the paper's hollow."""
+    """HR@10 (mean ± std over seeds) against model size %, ours filled, paper hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -270,20 +270,30 @@ def plot_results(runs: Sequence[Run], png: str) -> None:
 
     models = list(dict.fromkeys(r.model for r in runs))
     fig, axes = plt.subplots(
-        1, len(models), figsize=(5 * len(models), 4), squeeze=False
+        1, len(models), figsize=(5.5 * len(models), 4), squeeze=False
     )
     for ax, model in zip(axes[0], models, strict=True):
-        for method in dict.fromkeys(r.method for r in runs if r.model == model):
+        methods = dict.fromkeys(r.method for r in runs if r.model == model)
+        for i, method in enumerate(methods):
             rs = [r.result for r in runs if r.model == model and r.method == method]
-            x, y = rs[0].size_percent, float(np.mean([r.test.hr for r in rs]))
-            dot = ax.scatter(x, y, label=method)
-            ax.annotate(method, (x, y), fontsize=7)
-            paper = PAPER[model].get(method)
-            if paper:
-                color = dot.get_facecolor()[0]
+            hr = [r.test.hr for r in rs]
+            std = float(np.std(hr, ddof=1)) if len(hr) > 1 else 0.0
+            color = f"C{i}"
+            ax.errorbar(
+                rs[0].size_percent,
+                float(np.mean(hr)),
+                yerr=std,
+                fmt="o",
+                color=color,
+                capsize=3,
+                label=f"{method} (n={len(rs)})",
+            )
+            paper = PAPER[model].get(method.removesuffix("_compact"))
+            if paper and not method.endswith("_compact"):
                 ax.scatter(paper[2], paper[0], facecolors="none", edgecolors=[color])
         ax.set(title=model, xlabel="model size %", ylabel="test HR@10 %")
-    fig.suptitle("ours (filled) vs paper (hollow)")
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("ours (filled, mean ± std over seeds) vs paper (hollow)")
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     plt.close(fig)
