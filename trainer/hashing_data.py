@@ -65,12 +65,13 @@ def vocab_sizes(stats_dir: str, features: Sequence[str]) -> dict[str, int]:
 
 
 def evaluate_rce(
-    model_dir: str, spec_path: str, table: Any, subset: np.ndarray | None = None
-) -> float | tuple[float, float]:
+    model_dir: str, spec_path: str, table: Any, seen: np.ndarray | None = None
+) -> dict[str, float]:
     """RCE (%) of the trained model in ``model_dir`` on raw events ``table``.
 
-    With a boolean ``subset`` mask over the events, returns ``(RCE of all, RCE of
-    the subset)``, the subset's RCE against its own mean label.
+    Returns ``{"rce": ...}``, plus ``"rce_seen"`` with a boolean ``seen`` mask over
+    the events (:func:`seen_mask`): the RCE of those events against their own mean
+    label.
     """
     import keras
 
@@ -90,13 +91,12 @@ def evaluate_rce(
         for i in range(0, len(labels), 8192)
     ]
     logits = np.concatenate(logits)
-    rce = metrics.relative_cross_entropy(labels, logits, from_logits=True)
-    if subset is None:
-        return rce
-    sub = metrics.relative_cross_entropy(
-        labels[subset], logits[subset], from_logits=True
-    )
-    return rce, sub
+    out = {"rce": metrics.relative_cross_entropy(labels, logits, from_logits=True)}
+    if seen is not None:
+        out["rce_seen"] = metrics.relative_cross_entropy(
+            labels[seen], logits[seen], from_logits=True
+        )
+    return out
 
 
 def seen_mask(eval_table: Any, train_table: Any, features: Sequence[str]) -> np.ndarray:
@@ -106,11 +106,13 @@ def seen_mask(eval_table: Any, train_table: Any, features: Sequence[str]) -> np.
     OOV row while hashing sends it to rows trained for other values; the RCE on this
     subset separates that effect from collisions among trained values.
     """
+    import pyarrow.compute as pc
+
     mask = np.ones(eval_table.num_rows, bool)
     for f in features:
-        seen = set(train_table[f].to_pylist())
-        mask &= np.fromiter(
-            (v in seen for v in eval_table[f].to_pylist()), bool, eval_table.num_rows
+        trained = pc.unique(train_table[f])
+        mask &= pc.is_in(eval_table[f], value_set=trained).to_numpy(
+            zero_copy_only=False
         )
     return mask
 

@@ -199,11 +199,8 @@ def _train_and_score(
     from trainer import task
 
     meta = task.run(config, train, stats, out, warm_start=warm_start, hours=hours)
-    scored = hashing_data.evaluate_rce(out, config.feature_spec, eval_table, seen)
-    rce, rce_seen = scored if seen is not None else (scored, None)
     return {
-        "rce": rce,
-        **({} if rce_seen is None else {"rce_seen": rce_seen}),
+        **hashing_data.evaluate_rce(out, config.feature_spec, eval_table, seen),
         "bits": int(meta["serving_bits"]),
         "steps": int(meta["steps"]),
         "examples": int(meta["examples"]),
