@@ -219,6 +219,28 @@ def _checkpoint_dir(out_dir: str, strategy: tf.distribute.Strategy) -> str:
     return os.path.join(base, f"{resolver.task_type}-{resolver.task_id}")
 
 
+def _apply_if(
+    ok: tf.Tensor,
+    groups: Sequence[tuple[sparse_optimizers.RowSparseOptimizer, Any]],
+    var_groups: list[list[Any]],
+    grads: list[Any],
+) -> tf.Tensor:
+    """Applies ``grads`` (flat, in ``var_groups`` order) group by group when ``ok``.
+
+    Each group's optimizer updates its own variables; on a non-finite loss nothing
+    is touched. Returns whether the update ran.
+    """
+
+    def apply() -> tf.Tensor:
+        i = 0
+        for (opt, _), vs in zip(groups, var_groups, strict=True):
+            opt.apply_gradients(zip(grads[i : i + len(vs)], vs, strict=True))
+            i += len(vs)
+        return tf.constant(True)
+
+    return tf.cond(ok, apply, lambda: tf.constant(False))
+
+
 def _make_distributed_step(
     model: Any,
     groups: Sequence[tuple[sparse_optimizers.RowSparseOptimizer, Any]],
@@ -235,15 +257,7 @@ def _make_distributed_step(
 
     def apply_reduced(_: Any, ok: Any, grads: list[Any]) -> tf.Tensor:
         ok = strategy.experimental_local_results(ok)[0]
-
-        def apply() -> tf.Tensor:
-            i = 0
-            for (opt, _), vs in zip(groups, var_groups, strict=True):
-                opt.apply_gradients(zip(grads[i : i + len(vs)], vs, strict=True))
-                i += len(vs)
-            return tf.constant(True)
-
-        return tf.cond(ok, apply, lambda: tf.constant(False))
+        return _apply_if(ok, groups, var_groups, grads)
 
     def replica_step(features: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
         ctx = tf.distribute.get_replica_context()
@@ -303,15 +317,7 @@ def _make_step(
             total = loss + reg
         grads = tape.gradient(total, flat)
         ok = tf.math.is_finite(total)
-
-        def apply() -> tf.Tensor:
-            i = 0
-            for (opt, _), vs in zip(groups, var_groups, strict=True):
-                opt.apply_gradients(zip(grads[i : i + len(vs)], vs, strict=True))
-                i += len(vs)
-            return tf.constant(True)
-
-        tf.cond(ok, apply, lambda: tf.constant(False))
+        _apply_if(ok, groups, var_groups, grads)
         return loss, ok
 
     return step
