@@ -55,27 +55,16 @@ def test_two_workers_train_identical_weights(tmp_path):
             "TF_CPP_MIN_LOG_LEVEL": "2",
             "PYTHONPATH": str(wdt.REPO),
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "trainer.task",
-            "--spec",
-            str(wdt.TINY_EXPERIMENT),
-            "--train",
+        out = str(tmp_path / f"worker{index}")
+        cmd = [sys.executable, "-m", "trainer.task"]
+        cmd += wdt.task_args(
             logs,
-            "--hours",
             HOURS,
-            "--artifacts",
             stats,
-            "--out",
-            str(tmp_path / f"worker{index}"),
-            "--set",
-            f"feature_spec={wdt.TINY_SPEC}",
-            "--set",
+            out,
             "training.epochs=2",
-            "--set",
             "training.checkpoint_every=10",
-        ]
+        )
         procs.append(
             subprocess.Popen(
                 cmd,

@@ -25,27 +25,14 @@ TIMEOUT_S = 240
 
 
 def _command(logs: str, stats: str, out: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "trainer.task",
-        "--spec",
-        str(wdt.TINY_EXPERIMENT),
-        "--train",
+    return [sys.executable, "-m", "trainer.task"] + wdt.task_args(
         logs,
-        "--hours",
         HOURS,
-        "--artifacts",
         stats,
-        "--out",
         out,
-        "--set",
-        f"feature_spec={wdt.TINY_SPEC}",
-        "--set",
         f"training.epochs={EPOCHS}",
-        "--set",
         f"training.checkpoint_every={CHECKPOINT_EVERY}",
-    ]
+    )
 
 
 ENV = {

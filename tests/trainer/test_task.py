@@ -118,24 +118,14 @@ def test_bad_config_names_the_field(world, tmp_path):
 
 def test_cli_trains_with_set_overrides(world, tmp_path, capsys):
     out = str(tmp_path / "cli")
-    argv = [
-        "--spec",
-        str(wdt.TINY_EXPERIMENT),
-        "--train",
+    argv = wdt.task_args(
         world["logs"],
-        "--hours",
         HOUR0,
-        "--artifacts",
         world["stats"],
-        "--out",
         out,
-        "--set",
-        f"feature_spec={wdt.TINY_SPEC}",
-        "--set",
         "training.max_steps=3",
-        "--set",
         "model.hidden_units=[4]",
-    ]
+    )
     assert task.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [ln for ln in lines if ln.startswith("step ")][-1].startswith(
@@ -149,20 +139,10 @@ def test_cli_trains_with_set_overrides(world, tmp_path, capsys):
 
 
 def test_cli_bad_override_exits_2_naming_the_field(world, tmp_path, capsys):
-    argv = [
-        "--spec",
-        str(wdt.TINY_EXPERIMENT),
-        "--train",
-        world["logs"],
-        "--hours",
-        HOUR0,
-        "--artifacts",
-        world["stats"],
-        "--out",
-        str(tmp_path / "x"),
-        "--set",
-        "training.epochs=-1",
-    ]
+    out = str(tmp_path / "x")
+    argv = wdt.task_args(
+        world["logs"], HOUR0, world["stats"], out, "training.epochs=-1"
+    )
     assert task.main(argv) == 2
     assert "training.epochs" in capsys.readouterr().err
     assert task.main([*argv[:-2], "--set", "novalue"]) == 2

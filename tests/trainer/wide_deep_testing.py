@@ -139,6 +139,18 @@ def tiny_stats(logs: str, hours: str, out: str, previous: str | None = None) -> 
     return out
 
 
+def task_args(
+    train: str, hours: str, artifacts: str, out: str, *sets: str
+) -> list[str]:
+    """``python -m trainer.task`` flags for the tiny experiment; ``sets`` are extra
+    ``--set KEY=VALUE`` overrides after the tiny feature spec."""
+    args = ["--spec", str(TINY_EXPERIMENT), "--train", train, "--hours", hours]
+    args += ["--artifacts", artifacts, "--out", out]
+    for item in (f"feature_spec={TINY_SPEC}", *sets):
+        args += ["--set", item]
+    return args
+
+
 def weights_by_path(model: Any) -> dict[str, np.ndarray]:
     return {v.path: np.array(v.numpy()) for v in model.weights}
 
