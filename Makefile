@@ -29,7 +29,7 @@ test: setup  ## all tests, the end-to-end ones included
 test-fast: setup  ## unit tests only
 	$(BIN)/python -m pytest -q -m "not e2e" $(PYTEST_ARGS)
 
-bench: setup  ## benchmarks; figures go to docs/BENCHMARKS.md by hand, see bench/README.md
+bench: setup  ## benchmarks; figures go to docs/BENCHMARKS.md by hand, see docs/BENCHMARKS.md
 	$(BIN)/python bench/run_all.py
 
 compile: setup  ## regenerate specs/hourly_training.yaml
@@ -39,12 +39,12 @@ golden: setup  ## regenerate tests/testdata/hash_buckets.json (only when the has
 	$(BIN)/python -m trainer.preprocessing --write-golden tests/testdata/hash_buckets.json
 
 reproduce: setup  ## paper reproductions (about a day on 2 CPU cores; resumable: finished runs are kept under runs/); see docs/RESULTS.md
-	$(BIN)/python -m trainer.reproduce --data-dir $(DATA_DIR) --out docs/results_ranking.md
-	$(BIN)/python -m trainer.reproduce_hashing --data-dir $(DATA_DIR) --out docs/results_hashing.md
+	$(BIN)/python -m reproduce.ranking --data-dir $(DATA_DIR) --out docs/results_ranking.md
+	$(BIN)/python -m reproduce.hashing --data-dir $(DATA_DIR) --out docs/results_hashing.md
 
 reproduce-quick: setup  ## one seed on a small budget (about 10 + 7 min here)
-	$(BIN)/python -m trainer.reproduce --quick --data-dir $(DATA_DIR) --out docs/results_ranking.md
-	$(BIN)/python -m trainer.reproduce_hashing --quick --data-dir $(DATA_DIR) --out docs/results_hashing.md
+	$(BIN)/python -m reproduce.ranking --quick --data-dir $(DATA_DIR) --out docs/results_ranking.md
+	$(BIN)/python -m reproduce.hashing --quick --data-dir $(DATA_DIR) --out docs/results_hashing.md
 
 image:  ## build the trainer container image (needs a Docker engine)
 	docker build -f trainer/Dockerfile -t compactrec-trainer:latest .

@@ -2,7 +2,7 @@
 
 Delimited text is validated column by column with pyarrow compute kernels, never row
 loops: :class:`DelimitedRecords` splits lines into fields and turns every malformed
-row into a :class:`~beam_jobs.events.DeadLetter` naming its file, line and reason.
+row into a :class:`~trainer.contracts.events.DeadLetter` naming its file, line and reason.
 :func:`write_hourly` cuts an event table into hourly partitions, and
 :func:`print_summary` prints the per-hour summary the CLIs show.
 
@@ -26,10 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs import events
-from beam_jobs.events import DeadLetter
-from trainer import storage
-from trainer.features import FeatureSpec
+from trainer.contracts import events, storage
+from trainer.contracts.events import DeadLetter
+from trainer.contracts.features import FeatureSpec
 
 INT_PATTERN = r"^-?[0-9]{1,18}$"
 HourCounts = dict[dt.datetime, list[int]]  # hour -> [events, positives]

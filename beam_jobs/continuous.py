@@ -10,7 +10,7 @@ that the trainer can warm-start embeddings:
    ascending row order by the entrants (new values, and kept values whose old row no
    longer fits a smaller dictionary) in rank order.
 
-The :class:`trainer.artifacts.Remap` records old row -> new row for kept values, and
+The :class:`trainer.contracts.artifacts.Remap` records old row -> new row for kept values, and
 the promoted and evicted values. Churn is ``1 - Jaccard`` of the two top-k sets.
 
 Example:
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trainer import artifacts, storage
+from trainer.contracts import artifacts, storage
 
 logger = logging.getLogger(__name__)
 

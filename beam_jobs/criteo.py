@@ -39,11 +39,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs import cli_common, events
+from beam_jobs import cli_common
 from beam_jobs.cli_common import DelimitedRecords, HourCounts
-from beam_jobs.events import DeadLetter
-from trainer import storage
-from trainer.features import FeatureSpec, load_feature_spec
+from trainer.contracts import events, storage
+from trainer.contracts.events import DeadLetter
+from trainer.contracts.features import FeatureSpec, load_feature_spec
 
 logger = logging.getLogger(__name__)
 

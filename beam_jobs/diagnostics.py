@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_jobs.frequencies import FeatureDictionary
-from trainer.features import FeatureConfig, FeatureSpec, Treatment
+from trainer.contracts.features import FeatureConfig, FeatureSpec, Treatment
 
 _HASHED = {Treatment.HASH, Treatment.DOUBLE_HASH, Treatment.HYBRID}
 _DOUBLE = {Treatment.DOUBLE_HASH, Treatment.HYBRID}
@@ -42,7 +42,7 @@ _DOUBLE = {Treatment.DOUBLE_HASH, Treatment.HYBRID}
 def collision_rate(n: int, buckets: int) -> float:
     """Expected collision rate r(n, B) = n/B - 1 + (1 - 1/B)**n, evaluated stably.
 
-    Private copy of the formula: ``trainer.sizes`` is not importable from ``beam_jobs``
+    Private copy of the formula: ``trainer.serving.sizes`` is not importable from ``beam_jobs``
     under the import rules of docs/ARCHITECTURE.md.
     """
     if n <= 0:

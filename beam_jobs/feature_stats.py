@@ -9,7 +9,7 @@
          --setup_file ./setup.py]
 
 Reads every file of the hours (Parquet or JSON lines), validates rows with
-:mod:`beam_jobs.events` (malformed ones go to ``DIR/dead_letter/*.jsonl``), counts
+:mod:`trainer.contracts.events` (malformed ones go to ``DIR/dead_letter/*.jsonl``), counts
 categorical values in Arrow batches, builds the top-k dictionaries, MGQE tiers, numeric
 bucket boundaries and hashing diagnostics, and writes the artifact described in
 docs/ARCHITECTURE.md. ``manifest.json`` is written last by the driver, and only when the
@@ -38,7 +38,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from beam_jobs import continuous, diagnostics, events
+from beam_jobs import continuous, diagnostics
 from beam_jobs.frequencies import (
     CountFeatureValues,
     FeatureDictionary,
@@ -46,8 +46,8 @@ from beam_jobs.frequencies import (
     TopKDictionary,
 )
 from beam_jobs.sketch import DEFAULT_SAMPLE_SIZE, NumericBoundaries, NumericStats
-from trainer import artifacts, storage
-from trainer.features import FeatureConfig, FeatureSpec, load_feature_spec
+from trainer.contracts import artifacts, events, storage
+from trainer.contracts.features import FeatureConfig, FeatureSpec, load_feature_spec
 
 logger = logging.getLogger(__name__)
 

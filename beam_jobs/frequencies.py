@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from beam_jobs import continuous, sketch
-from trainer import artifacts
-from trainer.features import FeatureConfig, FeatureSpec, tier_boundaries
+from trainer.contracts import artifacts
+from trainer.contracts.features import FeatureConfig, FeatureSpec, tier_boundaries
 
 logger = logging.getLogger(__name__)
 

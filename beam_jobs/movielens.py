@@ -8,7 +8,7 @@ file is accepted) with ``users.dat`` (UserID::Gender::Age::Occupation::Zip) and
     user_id, movie_id, gender, age, occupation, zip, genre (the first listed genre)
     as categorical strings, and year (from the title) as a number.
 
-Events go to hourly Parquet partitions under ROOT (see :mod:`beam_jobs.events`);
+Events go to hourly Parquet partitions under ROOT (see :mod:`trainer.contracts.events`);
 malformed lines and ratings of unknown users or movies go to
 ``ROOT/_dead_letter/movielens.jsonl``. Everything is vectorized with pyarrow/NumPy.
 
@@ -20,7 +20,7 @@ CLI::
 ``prepare`` turns GroupLens' ``ml-1m.zip`` (download it yourself from
 https://files.grouplens.org/datasets/movielens/ml-1m.zip) into the layout that
 ``--data-dir`` expects, with a SASRec-format ``ml-1m.txt`` for
-:mod:`trainer.ranking_data`.
+:mod:`trainer.data.sequences`.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs import cli_common, events
+from beam_jobs import cli_common
 from beam_jobs.cli_common import DelimitedRecords, HourCounts
-from beam_jobs.events import DeadLetter
-from trainer import storage
-from trainer.features import FeatureSpec, load_feature_spec
+from trainer.contracts import events, storage
+from trainer.contracts.events import DeadLetter
+from trainer.contracts.features import FeatureSpec, load_feature_spec
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
-from trainer.features import FeatureConfig, FeatureSpec, Treatment
+from trainer.contracts.features import FeatureConfig, FeatureSpec, Treatment
 
 
 def error_bound(total: int, capacity: int) -> float:

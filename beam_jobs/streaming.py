@@ -7,7 +7,7 @@
         --allowed-lateness-s 3600 --runner DataflowRunner --project P --region R \\
         --temp_location gs://bucket/tmp --setup_file ./setup.py
 
-JSON events from Pub/Sub are validated (:func:`beam_jobs.events.validate_record`) and
+JSON events from Pub/Sub are validated (:func:`trainer.contracts.events.validate_record`) and
 stamped with their ``event_ts``; malformed ones become dead letters. Events fall into
 ``FixedWindows(window_s)``; the ``AfterWatermark`` trigger fires an on-time pane when
 the watermark passes the window end and a late pane for every late event that arrives
@@ -31,15 +31,14 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.transforms import trigger, window
 from apache_beam.utils.timestamp import Duration
 
-from beam_jobs import events
 from beam_jobs.frequencies import (
     CountFeatureValues,
     FeatureDictionary,
     FrequencyTiers,
     TopKDictionary,
 )
-from trainer import artifacts, storage
-from trainer.features import FeatureSpec, load_feature_spec
+from trainer.contracts import artifacts, events, storage
+from trainer.contracts.features import FeatureSpec, load_feature_spec
 
 logger = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from beam_jobs import events
 from beam_jobs import synthetic_model as model
-from trainer.features import FeatureSpec, load_feature_spec
+from trainer.contracts import events
+from trainer.contracts.features import FeatureSpec, load_feature_spec
 
 logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from beam_jobs import diagnostics, events, feature_stats
+from beam_jobs import diagnostics, feature_stats
 from beam_jobs.frequencies import merge_count_tables
-from trainer import storage
-from trainer.features import FeatureSpec
+from trainer.contracts import events, storage
+from trainer.contracts.features import FeatureSpec
 
 CATEGORICAL = ("user_id", "item_id", "publisher")
 FIRST_HOUR = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     import keras
 
-    from trainer.optimizers import SparseAdagrad
+    from trainer.training.optimizers import SparseAdagrad
 
     dense = _measure(
         "keras.optimizers.Adagrad",

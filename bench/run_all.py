@@ -27,7 +27,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "embeddings": ("bench/embeddings.py", [], ["--steps", "2"]),
     "optimizers": ("bench/optimizers.py", ["--rows", "1000000"], ["--rows", "100000"]),
     "trainer": (
-        "bench/trainer.py",
+        "bench/train_throughput.py",
         [],
         ["--steps", "200", "--events-per-hour", "10000"],
     ),

@@ -1,4 +1,4 @@
-"""evaluate_model: offline metrics and the blessing decision (trainer.evaluation)."""
+"""evaluate_model: offline metrics and the blessing decision (trainer.evaluation.evaluate)."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Metrics, Model, Output
@@ -41,7 +41,7 @@ def evaluate_model(
     """
     import shutil
 
-    from trainer import evaluation as evaluation_lib
+    from trainer.evaluation import evaluate as evaluation_lib
 
     thresholds = dict(metric=metric, min_value=min_value, max_regression=max_regression)
     baseline = production_model.path if production_version else None

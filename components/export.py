@@ -1,4 +1,4 @@
-"""export_model: the raw-feature serving SavedModel (trainer.export)."""
+"""export_model: the raw-feature serving SavedModel (trainer.serving.export)."""
 
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Model, Output
@@ -19,7 +19,7 @@ def export_model(
         stats: The stats artifact (dictionaries used inside the serving signature).
         serving_model: The exported SavedModel directory.
     """
-    from trainer import export
+    from trainer.serving import export
 
     info = export.export_serving_model(model.path, stats.path, serving_model.path)
     serving_model.metadata["size_bytes"] = info["size_bytes"]

@@ -27,7 +27,7 @@ def resolve_hour(hour: str, hour_lag: int) -> NamedTuple(
     """
     import datetime as dt
 
-    from beam_jobs import events
+    from trainer.contracts import events
 
     start = events.parse_hour(hour[:13]) if hour else dt.datetime.now(dt.UTC)
     train = start - dt.timedelta(hours=hour_lag)

@@ -256,7 +256,7 @@ def _vertex(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
 
 
 def _last_full_hour() -> str:
-    from beam_jobs import events
+    from trainer.contracts import events
 
     now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     return events.format_hour(now - dt.timedelta(hours=1))
@@ -270,7 +270,7 @@ def _parameters(cfg: Any, args: argparse.Namespace, hour: str, hour_lag: int) ->
     from trainer import config as trainer_config
 
     if hour and not hour.startswith("[["):
-        from beam_jobs import events
+        from trainer.contracts import events
 
         events.parse_hour(hour)  # fail here, not inside the pipeline
     raw = {"name": "hourly"}

@@ -32,7 +32,7 @@ KFP_HOURLY_CRON = (
 )
 
 
-BLESSING_METRICS = ("auc", "rce")  # what trainer.blessing can gate on
+BLESSING_METRICS = ("auc", "rce")  # what trainer.evaluation.blessing can gate on
 
 
 class PipelineConfigError(ValueError):

@@ -31,7 +31,8 @@ VARIANTS: tuple[tuple[str, str], ...] = tuple(
 
 
 def _generate(out: str, hours: int, events_per_hour: int, seed: int) -> list[str]:
-    from beam_jobs import events, synthetic
+    from beam_jobs import synthetic
+    from trainer.contracts import events
 
     cfg = synthetic.SyntheticConfig(seed=seed, events_per_hour=events_per_hour)
     logs = os.path.join(out, "logs")

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from trainer import storage
+from trainer.contracts import storage
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _resolve(path: str) -> str:
 
 
 def _previous_hour(hour: str) -> str:
-    from beam_jobs import events
+    from trainer.contracts import events
 
     return events.format_hour(events.parse_hour(hour) - dt.timedelta(hours=1))
 
@@ -182,7 +182,7 @@ def replay_hours(
 
 
 def _hour_list(text: str) -> list[str]:
-    from beam_jobs.events import format_hour, parse_hour_range
+    from trainer.contracts.events import format_hour, parse_hour_range
 
     return [format_hour(h) for h in parse_hour_range(text)]
 

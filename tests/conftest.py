@@ -36,7 +36,7 @@ def shared_data() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def synthetic_spec():
-    from trainer.features import load_feature_spec
+    from trainer.contracts.features import load_feature_spec
 
     return load_feature_spec(str(REPO_ROOT / "specs" / "features" / "synthetic.yaml"))
 

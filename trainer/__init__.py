@@ -1,5 +1,5 @@
 """Keras layers, models, training entry point, export and metrics.
 
-Importing this package (or ``trainer.features`` / ``trainer.storage``) does not import
+Importing this package (or ``trainer.contracts.features`` / ``trainer.contracts.storage``) does not import
 TensorFlow.
 """

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from trainer.features import (
+from trainer.contracts.features import (
     CrossConfig,
     FeatureConfig,
     FeatureSpec,
@@ -387,7 +387,9 @@ def _resolve_vocabulary(
         raise ValueError(
             f"no vocabulary for feature {name!r}: pass `artifact_dir` or `vocabularies`"
         )
-    from trainer import artifacts  # lazy: only the artifact path needs the layout
+    from trainer.contracts import (
+        artifacts,
+    )  # lazy: only the artifact path needs the layout
 
     return artifacts.vocab_path(artifact_dir, name)
 
@@ -403,7 +405,9 @@ def _resolve_boundaries(
         raise ValueError(
             f"no boundaries for feature {name!r}: pass `artifact_dir` or `boundaries`"
         )
-    from trainer import artifacts  # lazy: only the artifact path needs the loader
+    from trainer.contracts import (
+        artifacts,
+    )  # lazy: only the artifact path needs the loader
 
     return [float(b) for b in artifacts.load_boundaries(artifact_dir, name)]
 

@@ -15,7 +15,7 @@ output), with dictionaries, tiers and bucket boundaries from the Beam stats arti
 
 An hour with no events is skipped with a warning and never trained on. With a
 ``TF_CONFIG`` naming several workers the model and optimizers live under a
-MultiWorkerMirroredStrategy (:func:`trainer.train_loop.make_strategy`); give each worker
+MultiWorkerMirroredStrategy (:func:`trainer.training.loop.make_strategy`); give each worker
 its own ``out`` (the chief's holds the model).
 """
 
@@ -29,9 +29,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trainer import storage
 from trainer.config import ConfigError, TrainerConfig, load_config
-from trainer.features import load_feature_spec
+from trainer.contracts import storage
+from trainer.contracts.features import load_feature_spec
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +52,16 @@ def run(
     """Trains one model; see the module docstring. Returns the metadata dict."""
     import tensorflow as tf
 
-    from trainer import data, preprocessing, train_loop
-    from trainer import warm_start as warm
+    from trainer import preprocessing
+    from trainer.data import examples as data
     from trainer.models.wide_deep import WideAndDeep, dummy_inputs
+    from trainer.training import loop as train_loop
+    from trainer.training import warm_start as warm
 
     if config.model.name != "wide_deep":
         raise ConfigError(
             f"model.name: trainer.task trains wide_deep on event logs; "
-            f"{config.model.name!r} is trained by trainer.reproduce"
+            f"{config.model.name!r} is trained by reproduce.ranking"
         )
     request = {
         "config": config.to_dict(),
@@ -207,8 +209,8 @@ def _log_odds(labels: Any, eps: float = 1e-4) -> float:
 def _load_examples(
     train: str, hours: str | None, spec: Any, transform: Any
 ) -> tuple[dict, str]:
-    from beam_jobs import events
-    from trainer import data
+    from trainer.contracts import events
+    from trainer.data import examples as data
 
     if hours:
         table, _bad = data.read_events(train, events.parse_hour_range(hours), spec)

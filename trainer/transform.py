@@ -1,16 +1,16 @@
 """The tensorflow-transform step: one hour of events -> transformed TFRecords.
 
 ``transform_hour(logs, hour, spec_path, artifacts, out)`` reads the hour's partition
-(:func:`beam_jobs.events.read_partition`; malformed rows go to
+(:func:`trainer.contracts.events.read_partition`; malformed rows go to
 ``out/dead_letter.jsonl``), runs ``tft_beam.AnalyzeAndTransformDataset`` with
 :func:`trainer.preprocessing.make_preprocessing_fn` (the graph the serving signature
 runs) on Arrow record batches, on Beam (DirectRunner by default), and writes into
 ``out``::
 
     examples-*.tfrecord.gz   gzip tf.Examples: int64 ids per feature/cross, float labels
-    schema.json              {key: [dtype, shape]} (trainer.data.read_transformed)
+    schema.json              {key: [dtype, shape]} (trainer.data.examples.read_transformed)
     transform_fn/            the tft transform graph (lineage), transformed_metadata/
-    raw_events/              the validated events (Parquet), for trainer.evaluation
+    raw_events/              the validated events (Parquet), for trainer.evaluation.evaluate
     dead_letter.jsonl        malformed events with source and reason (may be empty)
 
 Beam and tft are imported inside the functions: ``trainer`` imports without Beam.
@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from trainer.features import FeatureSpec, Kind, load_feature_spec
+from trainer.contracts.features import FeatureSpec, Kind, load_feature_spec
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_FILE = "schema.json"
 DEAD_LETTER_FILE = "dead_letter.jsonl"
-RAW_EVENTS_DIR = "raw_events"  # read by trainer.evaluation
+RAW_EVENTS_DIR = "raw_events"  # read by trainer.evaluation.evaluate
 EXAMPLES_PREFIX = "examples"
 BATCH_ROWS = 8192
 DEFAULT_PIPELINE_ARGS = (
@@ -67,9 +67,9 @@ def transform_hour(
         plus ``hour``, ``out`` and the written ``schema``.
 
     Raises:
-        beam_jobs.events.MissingPartitionError: if the hour has no data files.
+        trainer.contracts.events.MissingPartitionError: if the hour has no data files.
     """
-    from beam_jobs import events
+    from trainer.contracts import events
 
     spec = load_feature_spec(spec_path)
     table, dead = events.read_partition(logs, events.parse_hour(hour), spec)
@@ -153,7 +153,7 @@ def read_raw_batches(path: str, spec: FeatureSpec) -> list[Any]:
     """
     import pyarrow.parquet as pq
 
-    from trainer import data
+    from trainer.data import examples as data
 
     table = pq.read_table(path)
     return raw_record_batches(data.table_to_raw(table, spec), spec)[0]

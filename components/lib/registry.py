@@ -45,7 +45,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from trainer import storage
+from trainer.contracts import storage
 
 logger = logging.getLogger(__name__)
 

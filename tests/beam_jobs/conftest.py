@@ -13,8 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from beam_jobs import events
-from trainer.features import FeatureSpec
+from trainer.contracts import events
+from trainer.contracts.features import FeatureSpec
 
 HOUR0 = dt.datetime(2026, 1, 1, 0, tzinfo=dt.UTC)
 CRITEO_CSV = pathlib.Path("criteo-sample") / "criteo_kaggle_train_rows.csv"

@@ -16,8 +16,8 @@ from beam_jobs.frequencies import (
     build_dictionary,
     rank_tiers,
 )
-from trainer import artifacts
-from trainer.features import FeatureConfig, Treatment
+from trainer.contracts import artifacts
+from trainer.contracts.features import FeatureConfig, Treatment
 
 CONFIG = FeatureConfig(
     name="item",

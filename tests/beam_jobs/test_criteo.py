@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from beam_jobs import criteo, events
-from trainer import storage
-from trainer.features import load_feature_spec
+from beam_jobs import criteo
+from trainer.contracts import events, storage
+from trainer.contracts.features import load_feature_spec
 
 SAMPLE = "criteo-sample/criteo_kaggle_train_rows.csv"
 BASE = int(dt.datetime(2014, 9, 1, tzinfo=dt.UTC).timestamp())

@@ -10,11 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from beam_jobs import events
-from beam_jobs.events import DeadLetter, MissingPartitionError
 from tests.fixtures.gcs import gcs_bucket, gcs_server  # noqa: F401  (fixtures)
-from trainer import storage
-from trainer.features import FeatureSpec
+from trainer.contracts import events, storage
+from trainer.contracts.events import DeadLetter, MissingPartitionError
+from trainer.contracts.features import FeatureSpec
 
 SPEC = FeatureSpec.from_dict(
     {

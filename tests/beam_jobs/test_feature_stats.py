@@ -11,9 +11,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from beam_jobs import events, feature_stats
+from beam_jobs import feature_stats
 from tests.beam_jobs.conftest import event, hour_text, ts_of
-from trainer import artifacts
+from trainer.contracts import artifacts, events
 
 SPEC_YAML = """
 name: tiny

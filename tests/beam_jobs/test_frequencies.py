@@ -29,7 +29,7 @@ from beam_jobs.frequencies import (
     rank_tiers,
 )
 from tests.beam_jobs.conftest import read_parquet, write_batches
-from trainer.features import FeatureConfig, FeatureSpec, Treatment
+from trainer.contracts.features import FeatureConfig, FeatureSpec, Treatment
 
 ROWS = [
     {"user": "u1", "item": "i1"},
@@ -370,8 +370,8 @@ def test_collision_rate_formula_matches_table_2_and_exact_small_cases() -> None:
 
 
 def test_private_formula_agrees_with_trainer_sizes() -> None:
-    # beam_jobs may not import trainer.sizes (ARCHITECTURE import rules): guard the copy
-    from trainer import sizes
+    # beam_jobs may not import trainer.serving.sizes (ARCHITECTURE import rules): guard the copy
+    from trainer.serving import sizes
 
     for n, b in [(1, 10), (40, 16), (3_900_000, 2**22), (3_900_000, 2**44), (0, 8)]:
         assert diagnostics.collision_rate(n, b) == pytest.approx(

@@ -11,10 +11,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from beam_jobs import events, movielens
+from beam_jobs import movielens
 from tests.fixtures.gcs import gcs_bucket, gcs_server  # noqa: F401  (fixtures)
-from trainer import ranking_data, storage
-from trainer.features import load_feature_spec
+from trainer.contracts import events, storage
+from trainer.contracts.features import load_feature_spec
+from trainer.data import sequences as ranking_data
 
 PARTIAL = "ratings.users-1-2999.partial.dat.gz"
 

@@ -13,7 +13,7 @@ from apache_beam.transforms.window import TimestampedValue
 
 from beam_jobs import streaming
 from tests.beam_jobs.conftest import event, hour_text, ts_of
-from trainer import artifacts
+from trainer.contracts import artifacts
 
 LATENESS_S = 600
 
@@ -80,7 +80,7 @@ class _PaneFn(beam.DoFn):
     def process(self, item, win=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         import datetime as dt
 
-        from beam_jobs import events
+        from trainer.contracts import events
 
         _, fd = item
         start = events.format_hour(

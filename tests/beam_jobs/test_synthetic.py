@@ -13,9 +13,9 @@ import pytest
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from beam_jobs import events
 from beam_jobs import synthetic as syn
 from beam_jobs import synthetic_model as model
+from trainer.contracts import events
 
 # default vocabularies (2M users, 1M items, ...), few events: fast but realistic
 DEFAULT_VOCAB = syn.SyntheticConfig(seed=7, events_per_hour=20_000)

@@ -1,7 +1,7 @@
 """Two-worker data-parallel training on localhost (MultiWorkerMirroredStrategy).
 
 Two ``python -m trainer.task`` processes get a ``TF_CONFIG`` naming both as workers of
-one cluster; ``trainer.train_loop.make_strategy()`` turns that into a
+one cluster; ``trainer.training.loop.make_strategy()`` turns that into a
 MultiWorkerMirroredStrategy, each global batch is split across the workers and the
 gradients are all-reduced, so both must end with the same weights.
 """

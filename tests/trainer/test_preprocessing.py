@@ -14,8 +14,15 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trainer import artifacts, preprocessing
-from trainer.features import CrossConfig, FeatureConfig, FeatureSpec, Kind, Treatment
+from trainer import preprocessing
+from trainer.contracts import artifacts
+from trainer.contracts.features import (
+    CrossConfig,
+    FeatureConfig,
+    FeatureSpec,
+    Kind,
+    Treatment,
+)
 
 GOLDEN_PATH = (
     pathlib.Path(__file__).resolve().parents[1] / "testdata" / "hash_buckets.json"

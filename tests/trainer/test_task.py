@@ -24,7 +24,8 @@ HOUR0, EMPTY_HOUR = "2026-01-01T00", "2026-01-01T02"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """Two hours of tiny synthetic events, an empty third hour, stats of hour 0."""
-    from beam_jobs import events, synthetic
+    from beam_jobs import synthetic
+    from trainer.contracts import events
 
     root = tmp_path_factory.mktemp("task")
     logs = str(root / "logs")
@@ -111,7 +112,7 @@ def test_bad_config_names_the_field(world, tmp_path):
     with pytest.raises(ConfigError, match=r"optimizer\.name: 'rmsprop' is not one of"):
         wdt.tiny_config(**{"optimizer.name": "rmsprop"})
     gmf = wdt.tiny_config(**{"model.name": "gmf"})
-    with pytest.raises(ConfigError, match=r"^model\.name: .*trainer\.reproduce"):
+    with pytest.raises(ConfigError, match=r"^model\.name: .*reproduce\.ranking"):
         task.run(gmf, world["logs"], world["stats"], str(tmp_path / "m"), hours=HOUR0)
     assert not os.path.exists(tmp_path / "m")
 

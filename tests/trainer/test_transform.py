@@ -9,10 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from beam_jobs import events
 from tests.trainer.conftest import TRAIN_HOUR, trainer_config
-from trainer import data, preprocessing, task, transform
-from trainer.features import load_feature_spec
+from trainer import preprocessing, task, transform
+from trainer.contracts import events
+from trainer.contracts.features import load_feature_spec
+from trainer.data import examples as data
 
 MALFORMED_LINES = ['{"event_ts": "yesterday"', '{"event_ts": 1, "label": 7.0}']
 

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer import wide_deep_testing as wdt
-from trainer.features import FeatureSpec, transformed_name
+from trainer.contracts.features import FeatureSpec, transformed_name
 from trainer.layers.base import clip_ids_np
 from trainer.models.wide_deep import WideAndDeep, dummy_inputs
 

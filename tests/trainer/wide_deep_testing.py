@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from trainer.features import (
+from trainer.contracts.features import (
     FeatureSpec,
     Kind,
     Treatment,

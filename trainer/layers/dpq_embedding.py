@@ -17,7 +17,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainer import sizes
 from trainer.layers import base, compact_embedding
 from trainer.layers.vq_ops import (  # noqa: F401  (re-exported for MGQE and callers)
     gather_centroids,
@@ -27,6 +26,7 @@ from trainer.layers.vq_ops import (  # noqa: F401  (re-exported for MGQE and cal
     vq_regularizer,
     vq_response,
 )
+from trainer.serving import sizes
 
 MAX_CENTROIDS = 2**16
 # Rows per chunk of the export pass: keeps the (rows, D, K) response near 2^24 floats.

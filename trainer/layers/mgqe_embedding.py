@@ -16,9 +16,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainer import features, sizes
+from trainer.contracts import features
 from trainer.layers import base, compact_embedding, mgqe_unshared
 from trainer.layers import dpq_embedding as dpq
+from trainer.serving import sizes
 
 VARIANTS = ("shared", "unshared_k", "unshared_d")
 LOOKUPS = ("masked", "groupwise")

@@ -1,10 +1,10 @@
 """Pieces shared by the ranking backbones (GMF, NeuMF, SASRec).
 
 The ranking models of MGQE (Kang et al. 2020, section 5) embed users and items with
-tables built by :func:`trainer.embeddings.build_embedding`, so any compression method
+tables built by :func:`trainer.layers.factory.build_embedding`, so any compression method
 (full, lrf, sq, dpq, mgqe, hashing) is chosen by config. Ids are *frequency-sorted*
 (row 0 is the most popular id of the training set), which is what MGQE's default
-tiers (``row < boundary`` is head) need; :mod:`trainer.ranking` renumbers the data so.
+tiers (``row < boundary`` is head) need; :mod:`trainer.training.ranking` renumbers the data so.
 
 Example:
     >>> cfg = coerce_embedding_config({"kind": "full", "dim": 8})
@@ -25,8 +25,8 @@ import numpy as np
 from keras import ops
 
 from trainer.config import EmbeddingConfig
-from trainer.embeddings import build_embedding
-from trainer.features import tier_boundaries
+from trainer.contracts.features import tier_boundaries
+from trainer.layers.factory import build_embedding
 
 
 def coerce_embedding_config(
@@ -63,7 +63,7 @@ def user_table_config(cfg: EmbeddingConfig) -> EmbeddingConfig:
 def build_table(
     cfg: EmbeddingConfig, num_rows: int, name: str, padding_row: bool = False
 ) -> keras.layers.Layer:
-    """Builds one embedding table through :func:`trainer.embeddings.build_embedding`.
+    """Builds one embedding table through :func:`trainer.layers.factory.build_embedding`.
 
     Args:
         cfg: Compression method and sizes.
@@ -130,7 +130,7 @@ class HashedIdEmbedding(keras.layers.Layer):
     The ranking data has integer rows, not raw feature values; this layer maps each row
     to the hashed ids preprocessing would produce (a fixed ``id_map``, computed once,
     which a server recomputes instead of storing) and looks them up in the table from
-    :func:`trainer.embeddings.build_embedding`.
+    :func:`trainer.layers.factory.build_embedding`.
 
     Args:
         embedding: ``EmbeddingConfig`` fields (kind one of :data:`HASH_KINDS`).

@@ -2,7 +2,7 @@
 
 The wide part is a linear logit: a 1-wide table per categorical feature, per bucketized
 numeric and per hashed cross, plus a bias. The deep part concatenates each feature's
-embedding (built by :func:`trainer.embeddings.build_embedding` from the feature's
+embedding (built by :func:`trainer.layers.factory.build_embedding` from the feature's
 treatment: full, hashing, double/hybrid hashing, DPQ or MGQE) and feeds a ReLU MLP. The
 two logits are added and trained with one logistic loss; the training loop applies FTRL to
 :attr:`WideAndDeep.wide_variables` and Adagrad/Adam to the rest.
@@ -26,12 +26,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainer.embeddings import (
+from trainer.contracts.features import FeatureSpec, Treatment, transformed_name
+from trainer.layers.factory import (
     build_embedding,
     feature_embedding_config,
     ids_per_example,
 )
-from trainer.features import FeatureSpec, Treatment, transformed_name
 
 WIDE_KINDS = ("hash", "double_hash", "hybrid")
 

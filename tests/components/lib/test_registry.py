@@ -11,7 +11,7 @@ import pytest
 
 from components.lib import registry
 from tests.fixtures.gcs import gcs_bucket, gcs_server  # noqa: F401  (fixtures)
-from trainer import storage
+from trainer.contracts import storage
 
 
 @pytest.fixture(params=["local", "gcs"])

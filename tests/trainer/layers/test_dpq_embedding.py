@@ -8,12 +8,12 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer.layers import testing
-from trainer import sizes
 from trainer.layers.compact_embedding import (
     CompactCodebookEmbedding,
     compact_serving_bits,
 )
 from trainer.layers.dpq_embedding import DPQEmbedding
+from trainer.serving import sizes
 
 N, D_MODEL, D, K = 40, 8, 4, 8
 

@@ -12,12 +12,12 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer.layers import testing
-from trainer import sizes
 from trainer.layers.compact_embedding import (
     CompactCodebookEmbedding,
     compact_serving_bits,
 )
 from trainer.layers.mgqe_embedding import MGQEEmbedding
+from trainer.serving import sizes
 
 N, DIM = 50, 8
 VARIANTS = {

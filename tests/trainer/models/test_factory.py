@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from tests.trainer.wide_deep_testing import TINY_ROWS, random_ids, tiny_spec
-from trainer import ranking
 from trainer.config import MODEL_NAMES, ModelConfig, TrainerConfig
 from trainer.models import factory
 from trainer.models.gmf import GMF
 from trainer.models.neumf import NeuMF
 from trainer.models.sasrec import SASRec
 from trainer.models.wide_deep import WideAndDeep
+from trainer.training import ranking
 
 EMBEDDING = {"kind": "full", "dim": 4}
 

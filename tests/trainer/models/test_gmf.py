@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer.models import planted_pairs
-from trainer import ranking
 from trainer.config import EmbeddingConfig, TrainerConfig
+from trainer.data.sequences import from_pairs
 from trainer.models.gmf import GMF
-from trainer.ranking_data import from_pairs
+from trainer.training import ranking
 
 KINDS = ("full", "lrf", "sq", "dpq", "mgqe", "hash", "double_hash", "hybrid")
 

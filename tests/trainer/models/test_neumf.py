@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from tests.trainer.models import planted_pairs
-from trainer import ranking
 from trainer.config import EmbeddingConfig, TrainerConfig
+from trainer.data.sequences import from_pairs
 from trainer.models.neumf import MLPTower, NeuMF
-from trainer.ranking_data import from_pairs
+from trainer.training import ranking
 
 
 def test_mgqe_sizes_pyramid_with_d_64():

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from tests.trainer.models import planted_pairs
-from trainer import ranking
 from trainer.config import TrainerConfig
+from trainer.data.sequences import from_pairs
 from trainer.models.sasrec import CausalSelfAttention, SASRec
-from trainer.ranking_data import from_pairs
+from trainer.training import ranking
 
 FULL = {"kind": "full", "dim": 8}
 MGQE = {"kind": "mgqe", "dim": 8, "num_subspaces": 4, "num_centroids": [16, 4]}
