@@ -49,9 +49,11 @@ def register_model(
     vertex_project: str,
     vertex_region: str,
 ) -> int:
-    """Registers the blessed model and moves the ``production`` alias to it.
+    """Registers the blessed model and advances the ``production`` alias to it.
 
     Idempotent per hour: re-running the pipeline for an hour returns the same version.
+    The alias moves only forward in hour order: a late retry of an older hour
+    registers its version but leaves ``production`` on the newer hour.
 
     Args:
         registry_uri: The model registry directory.
@@ -78,7 +80,12 @@ def register_model(
     }
     model, ckpt = serving_model.path, checkpoint.path
     version = registry.register(
-        registry_uri, model, metadata, idempotency_key=hour, checkpoint_uri=ckpt
+        registry_uri,
+        model,
+        metadata,
+        idempotency_key=hour,
+        order_key=hour,
+        checkpoint_uri=ckpt,
     )
     vertex_registry.mirror(version, vertex_project, vertex_region)
     return version.version

@@ -7,7 +7,7 @@ Layout under ``REGISTRY``::
     versions/<N>/<attempt>/model/...   the copied model files of one attempt
     versions/<N>/<attempt>/checkpoint/ optional trainer checkpoint (for warm starts)
     versions/<N>/version.json          THE marker: version N exists iff this exists
-    aliases/<alias>.json               {"version": N, "history": [...]}, moved by CAS
+    aliases/<alias>.json               {"version", "order_key", "history"}, moved by CAS
 
 ``register`` runs these steps, each safe to repeat and to race:
 
@@ -17,13 +17,20 @@ Layout under ``REGISTRY``::
    with the same key won, continue with *its* number (ours stays an unused hole).
 3. Copy the model into a fresh attempt directory, then create the marker with
    ``create_if_absent``; exactly one attempt per version wins.
-4. Move the alias with compare-and-swap (``read_with_generation`` +
-   ``write_if_generation_match``), retrying on conflict, unless the alias history
-   already holds N.
+4. Advance the alias with compare-and-swap (``read_with_generation`` +
+   ``write_if_generation_match``), retrying on conflict. The decision is taken inside
+   the CAS loop, on the alias as it is when the write succeeds: the alias moves only
+   *forward* in ``order_key`` order (the hour; ties broken by version number), and
+   never to a version its history already holds. So a stale retry of an older hour
+   registers its version but leaves ``production`` where it is, racing registrations
+   of different hours leave it on the newest hour whatever order their writes land
+   in, and no move is ever recorded twice.
 
 A crash anywhere leaves files that no reader trusts (no marker), and re-running
 ``register`` with the same key completes the same version N. Version numbers are
-increasing but may skip a number when two registrations with one key race.
+increasing in claim order (not hour order) and may skip a number when two
+registrations with one key race. :func:`set_alias` is the operator's explicit move
+(a rollback) and is not restricted to forward moves.
 
 Example:
     >>> import tempfile
@@ -32,6 +39,9 @@ Example:
     >>> v = register(reg, model, {"hour": "2026-01-01T05"}, idempotency_key="h05")
     >>> v.version, get_production(reg).version
     (1, 1)
+    >>> old = register(reg, model, {}, idempotency_key="h04")  # a late, older hour
+    >>> old.version, get_production(reg).version
+    (2, 1)
 """
 
 from __future__ import annotations
@@ -70,6 +80,8 @@ class ModelVersion:
         parent_version: The alias' version when this one was created, if any.
         created_at: ISO-8601 UTC time the marker was written.
         metadata: Free-form metadata: metrics, compression ratio, lineage.
+        order_key: What orders versions for the alias (the hour); the alias only
+            moves to a version whose ``(order_key, version)`` is larger.
     """
 
     version: int
@@ -79,6 +91,7 @@ class ModelVersion:
     parent_version: int | None
     created_at: str
     metadata: dict[str, Any]
+    order_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -199,26 +212,75 @@ def _claimed_numbers(registry_uri: str) -> list[int]:
 def set_alias(registry_uri: str, alias: str, version: int) -> None:
     """Points ``alias`` at ``version`` with compare-and-swap; retries on conflict.
 
+    The operator's explicit move: unlike :func:`register`, it may move the alias
+    backwards (a rollback).
+
     Raises:
         RegistryError: if ``version`` is not visible or the CAS kept failing.
     """
-    if get_version(registry_uri, version) is None:
+    found = get_version(registry_uri, version)
+    if found is None:
         raise RegistryError(f"cannot alias {alias!r} to v{version}: no such version")
+    _move_alias(registry_uri, alias, found, forward_only=False)
+
+
+def _move_alias(
+    registry_uri: str, alias: str, version: ModelVersion, *, forward_only: bool
+) -> bool:
+    """Step 4: the CAS loop; returns True if this call moved the alias.
+
+    With ``forward_only`` the alias stays where it is when it already points at a
+    version of a larger ``(order_key, version)`` or its history holds ``version``;
+    both are decided on the record that the successful write replaces.
+    """
     uri = _alias_uri(registry_uri, alias)
     for _ in range(MAX_ATTEMPTS):
         data, generation = storage.read_with_generation(uri)
         current = json.loads(data) if generation else {"history": []}
-        history = [*current["history"], version][-HISTORY_LIMIT:]
-        record = {"version": version, "updated_at": _now(), "history": history}
+        if forward_only and generation:
+            reason = _stay_reason(registry_uri, current, version)
+            if reason:
+                logger.info(
+                    "alias %s stays at v%s: %s", alias, current["version"], reason
+                )
+                return False
+        history = [*current["history"], version.version][-HISTORY_LIMIT:]
+        record = {
+            "version": version.version,
+            "order_key": version.order_key,
+            "updated_at": _now(),
+            "history": history,
+        }
         try:
             storage.write_if_generation_match(uri, _dumps(record), generation)
         except storage.PreconditionFailed:
             continue
-        logger.info("alias %s -> v%d (was %s)", alias, version, current.get("version"))
-        return
+        logger.info(
+            "alias %s -> v%d (was %s)", alias, version.version, current.get("version")
+        )
+        return True
     raise RegistryError(
         f"gave up moving alias {alias!r} after {MAX_ATTEMPTS} conflicts"
     )
+
+
+def _stay_reason(
+    registry_uri: str, current: Mapping[str, Any], version: ModelVersion
+) -> str:
+    """Why a forward-only move to ``version`` must not happen ("" = it may)."""
+    if version.version in current["history"]:
+        return f"v{version.version} was already in its history"
+    now = int(current["version"])
+    now_key = current.get("order_key")
+    if now_key is None:  # written before order keys were recorded in the alias
+        found = get_version(registry_uri, now)
+        now_key = found.order_key if found else ""
+    if (version.order_key, version.version) < (now_key, now):
+        return (
+            f"v{version.version} ({version.order_key!r}) is older than "
+            f"v{now} ({now_key!r})"
+        )
+    return ""
 
 
 def register(
@@ -229,8 +291,9 @@ def register(
     idempotency_key: str,
     checkpoint_uri: str | None = None,
     alias: str | None = PRODUCTION,
+    order_key: str | None = None,
 ) -> ModelVersion:
-    """Registers ``model_uri`` as a new version and moves ``alias`` to it.
+    """Registers ``model_uri`` as a new version and advances ``alias`` to it.
 
     Args:
         registry_uri: The registry directory (local or ``gs://``).
@@ -239,7 +302,10 @@ def register(
         idempotency_key: Registering again with the same key (e.g. the hour) returns
             the version it created and adds nothing.
         checkpoint_uri: Optional trainer checkpoint directory to copy as well.
-        alias: The alias to move to the new version; None leaves aliases alone.
+        alias: The alias to advance to the new version; None leaves aliases alone.
+        order_key: Orders versions for the alias (string order, so ISO hours sort
+            by time); default the idempotency key. The alias moves only to a
+            larger ``(order_key, version)``; see the module docstring.
 
     Returns:
         The registered (or the already existing) version.
@@ -250,17 +316,32 @@ def register(
     """
     if not idempotency_key:
         raise ValueError("idempotency_key must be a non-empty string")
+    order = idempotency_key if order_key is None else order_key
     number = _number_for_key(registry_uri, idempotency_key)
     version = get_version(registry_uri, number)
     if version is None:
         version = _publish(
-            registry_uri, number, model_uri, checkpoint_uri, metadata, idempotency_key
+            registry_uri,
+            number,
+            model_uri,
+            checkpoint_uri,
+            metadata,
+            idempotency_key,
+            order,
         )
     else:
         logger.info("key %r already registered as v%d", idempotency_key, number)
-    if alias is not None and not _alias_has(registry_uri, alias, number):
-        set_alias(registry_uri, alias, number)
+    if alias is not None:
+        _move_alias(registry_uri, alias, version, forward_only=True)
     return version
+
+
+def version_for_key(registry_uri: str, key: str) -> ModelVersion | None:
+    """The visible version registered under idempotency key ``key``, or None."""
+    data, generation = storage.read_with_generation(_key_uri(registry_uri, key))
+    if not generation:
+        return None
+    return get_version(registry_uri, int(json.loads(data)["version"]))
 
 
 def _number_for_key(registry_uri: str, key: str) -> int:
@@ -296,6 +377,7 @@ def _publish(
     checkpoint_uri: str | None,
     metadata: Mapping[str, Any],
     key: str,
+    order_key: str,
 ) -> ModelVersion:
     """Step 3: copies the files of one attempt, then creates the marker (last)."""
     attempt = storage.join(registry_uri, "versions", str(number), uuid.uuid4().hex)
@@ -313,6 +395,7 @@ def _publish(
         parent_version=get_alias(registry_uri, PRODUCTION),
         created_at=_now(),
         metadata=json.loads(json.dumps(dict(metadata))),
+        order_key=order_key,
     )
     marker = _marker_uri(registry_uri, number)
     if storage.create_if_absent(marker, _dumps(version.to_dict())):
@@ -320,11 +403,6 @@ def _publish(
         return version
     logger.info("v%d was published by a concurrent attempt", number)
     return ModelVersion.from_dict(json.loads(storage.read_bytes(marker)))
-
-
-def _alias_has(registry_uri: str, alias: str, number: int) -> bool:
-    data, generation = storage.read_with_generation(_alias_uri(registry_uri, alias))
-    return bool(generation) and number in json.loads(data)["history"]
 
 
 def _copy_tree(src: str, dst: str) -> None:
