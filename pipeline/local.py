@@ -25,8 +25,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from trainer.contracts import storage
-
 logger = logging.getLogger(__name__)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -136,22 +134,22 @@ def run_hour(hour: str, s: LocalSettings) -> dict[str, Any]:
         accelerator_type="",
         accelerator_limit=0,
     )
+    from components.lib import hour_record
+
     record = _record(hour, outputs, s, time.perf_counter() - t0)
-    storage.write_text(done, json.dumps(record, indent=1, sort_keys=True, default=str))
-    return record
+    # Names the model the registry holds for the hour (a racing run may have won);
+    # create-only, so two runs of one hour keep one record.
+    return hour_record.publish(
+        done, hour_record.with_registration(record, s.registry, hour)
+    )
 
 
 def _record(
     hour: str, outputs: Any, s: LocalSettings, seconds: float
 ) -> dict[str, Any]:
-    from components.lib import registry
-
     out = outputs.outputs if hasattr(outputs, "outputs") else outputs
     serving = out["serving_model"]
     metrics = dict(out["metrics"].metadata)
-    versions = [
-        v for v in registry.list_versions(s.registry) if v.metadata.get("hour") == hour
-    ]
     return {
         "hour": hour,
         "stats": out["stats"].path,
@@ -161,7 +159,6 @@ def _record(
         "compression_ratio": serving.metadata.get("compression_ratio"),
         "metrics": metrics,
         "blessed": bool(out["blessed"]),
-        "registered_version": versions[0].version if versions else None,
         "seconds": round(seconds, 1),
     }
 
