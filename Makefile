@@ -36,7 +36,7 @@ compile: setup  ## regenerate specs/hourly_training.yaml
 	$(BIN)/python -m pipeline compile --out specs/hourly_training.yaml
 
 golden: setup  ## regenerate tests/testdata/hash_buckets.json (only when the hashing contract changes)
-	$(BIN)/python -m trainer.preprocessing --write-golden tests/testdata/hash_buckets.json
+	$(BIN)/python -m tests.tools.golden --write tests/testdata/hash_buckets.json
 
 reproduce: setup  ## paper reproductions (about a day on 2 CPU cores; resumable: finished runs are kept under runs/); see docs/RESULTS.md
 	$(BIN)/python -m reproduce.ranking --data-dir $(DATA_DIR) --out docs/results_ranking.md

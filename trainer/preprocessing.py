@@ -18,14 +18,11 @@ decimal strings); numerics are floats with NaN meaning missing. tft may hand ove
 ``SparseTensor``/``RaggedTensor`` or ``(batch, 1)`` tensors; they are densified to
 ``(batch,)`` with those defaults.
 
-Regenerate the golden file with
-``python -m trainer.preprocessing --write-golden tests/testdata/hash_buckets.json``.
+The golden file's generator and reader are test tooling: ``tests/tools/golden.py``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,7 +47,6 @@ HASH_KEYS: tuple[tuple[int, int], tuple[int, int]] = (
 )
 CROSS_SEPARATOR = "\x1f"
 MISSING = ""
-_DICTIONARY_TREATMENTS = {Treatment.FULL, Treatment.DPQ, Treatment.MGQE}
 
 Vocabulary = (
     str | Sequence[str]
@@ -427,122 +423,3 @@ def _cast(raw: Any, dtype: tf.DType) -> Any:
     if isinstance(raw, tf.RaggedTensor):
         return tf.cast(raw, dtype)
     return tf.cast(tf.convert_to_tensor(raw), dtype)
-
-
-# ------------------------------------------------------------------------- golden file
-
-_GOLDEN_VALUES = (
-    "", "a", "b", "apple", "Apple", " apple", "0", "-1", "12345678901234567890", "é",
-    "日本語", "🙂 emoji", "tab\tsep", "x\x1fy", "null", "[OOV]", "long-" * 200, "ß",
-    "zz", "a\x00b",
-)  # fmt: skip
-_GOLDEN_VOCAB = ("a", "b", "apple", "日本語", "0")
-_GOLDEN_NUMBERS = (
-    math.nan, -5.0, -1.0, -0.5, 0.0, 0.25, 1.0, 2.5, 2.49, 99.9,
-    100.0, 1e9, -1e9, math.nan, 3.0, -0.0, 2.5000002, 100.5, 7.0, 0.5,
-)  # fmt: skip
-_GOLDEN_BOUNDARIES = (-1.0, 0.0, 2.5, 100.0)
-_GOLDEN_BUCKET_COUNTS = (16, 1024, 2**22)
-
-
-class GoldenCase:
-    """The golden file parsed: spec, vocabularies, boundaries, raw inputs, expected ids.
-
-    Example:
-        >>> case = GoldenCase.read("tests/testdata/hash_buckets.json")  # doctest: +SKIP
-        >>> xf = FeatureTransform(case.spec, vocabularies=case.vocabularies,
-        ...                       boundaries=case.boundaries)  # doctest: +SKIP
-    """
-
-    def __init__(self, raw: Mapping[str, Any]) -> None:
-        self.raw = raw
-        self.spec = FeatureSpec.from_dict(raw["spec"], source="golden")
-        self.vocabularies: dict[str, list[str]] = dict(raw["vocabularies"])
-        self.boundaries: dict[str, list[float]] = dict(raw["boundaries"])
-        self.inputs: dict[str, np.ndarray] = {
-            k: _golden_array(v) for k, v in raw["inputs"].items()
-        }
-        self.expected = {k: np.asarray(v) for k, v in raw["expected"].items()}
-
-    @classmethod
-    def read(cls, path: str) -> GoldenCase:
-        with open(path, encoding="utf-8") as f:
-            return cls(json.load(f))
-
-
-def _golden_array(values: list[Any]) -> np.ndarray:
-    if all(isinstance(v, str) for v in values):
-        return np.asarray(values, dtype=object)
-    return np.asarray([math.nan if v is None else v for v in values], dtype=np.float32)
-
-
-def _golden_spec() -> FeatureSpec:
-    cat = Kind.CATEGORICAL
-    return FeatureSpec(
-        name="golden",
-        features=(
-            FeatureConfig("v_full", cat, Treatment.FULL),
-            FeatureConfig("v_hash", cat, Treatment.HASH, hash_buckets=1024),
-            FeatureConfig("v_double", cat, Treatment.DOUBLE_HASH, hash_buckets=16),
-            FeatureConfig(
-                "v_hybrid", cat, Treatment.HYBRID, top_k=5, hash_buckets=1024
-            ),
-            FeatureConfig("price", Kind.NUMERIC, Treatment.BUCKETIZED),
-        ),
-        crosses=(
-            CrossConfig(("v_full", "v_hash"), 1000),
-            CrossConfig(("v_hash", "price"), 97),
-        ),
-    )
-
-
-def build_golden() -> dict[str, Any]:
-    """Computes the golden file's content with the eager path of this module."""
-    values = list(_GOLDEN_VALUES)
-    spec = _golden_spec()
-    inputs: dict[str, list[Any]] = {
-        "v_full": values, "v_hash": values[::-1], "v_double": values,
-        "v_hybrid": values[3:] + values[:3], "price": list(_GOLDEN_NUMBERS),
-        "label": [float(i % 2) for i in range(len(values))],
-    }  # fmt: skip
-    vocabularies = {"v_full": list(_GOLDEN_VOCAB), "v_hybrid": list(_GOLDEN_VOCAB)}
-    boundaries = {"price": list(_GOLDEN_BOUNDARIES)}
-    xf = FeatureTransform(spec, vocabularies=vocabularies, boundaries=boundaries)
-    tensors = {k: tf.constant(_golden_array(v).tolist()) for k, v in inputs.items()}
-    expected = {k: v.numpy().tolist() for k, v in xf(tensors).items()}
-    buckets = {
-        str(b): {f"h{s + 1}": hash_values(values, b, s).tolist() for s in (0, 1)}
-        for b in _GOLDEN_BUCKET_COUNTS
-    }
-    return {
-        "comment": "python -m trainer.preprocessing --write-golden <this file>",
-        "hash_keys": [list(k) for k in HASH_KEYS],
-        "buckets": {"values": values, **buckets},
-        "spec": spec.to_dict(),
-        "vocabularies": vocabularies,
-        "boundaries": boundaries,
-        "inputs": {
-            k: [None if _is_nan(x) else x for x in v] for k, v in inputs.items()
-        },
-        "expected": expected,
-    }
-
-
-def _is_nan(x: Any) -> bool:
-    return isinstance(x, float) and math.isnan(x)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trainer.preprocessing --write-golden PATH``; returns 0."""
-    parser = argparse.ArgumentParser(prog="python -m trainer.preprocessing")
-    parser.add_argument("--write-golden", required=True, metavar="PATH")
-    args = parser.parse_args(argv)
-    with open(args.write_golden, "w", encoding="utf-8") as f:
-        json.dump(build_golden(), f, indent=1, ensure_ascii=True)
-        f.write("\n")
-    print(f"wrote {args.write_golden}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

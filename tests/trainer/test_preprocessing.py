@@ -14,6 +14,8 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.tools import golden
+from tests.tools.golden import GOLDEN_PATH, GoldenCase
 from trainer import preprocessing
 from trainer.contracts import artifacts
 from trainer.contracts.features import (
@@ -24,37 +26,15 @@ from trainer.contracts.features import (
     Treatment,
 )
 
-GOLDEN_PATH = (
-    pathlib.Path(__file__).resolve().parents[1] / "testdata" / "hash_buckets.json"
-)
 _M64 = (1 << 64) - 1
 
 
 @pytest.fixture(scope="module")
-def case() -> preprocessing.GoldenCase:
-    return preprocessing.GoldenCase.read(str(GOLDEN_PATH))
+def case() -> GoldenCase:
+    return GoldenCase.read()
 
 
-def _tensors(case: preprocessing.GoldenCase, keys=None) -> dict[str, tf.Tensor]:
-    keys = keys or case.inputs.keys()
-    return {
-        k: tf.constant(
-            case.inputs[k].tolist(),
-            tf.string if case.inputs[k].dtype == object else tf.float32,
-        )
-        for k in keys
-    }
-
-
-def _assert_matches_golden(outputs, case, keys=None) -> None:
-    keys = keys or case.expected.keys()
-    for key in keys:
-        np.testing.assert_array_equal(
-            np.asarray(outputs[key]), case.expected[key], err_msg=key
-        )
-
-
-def _artifact_dir(tmp_path: pathlib.Path, case: preprocessing.GoldenCase) -> str:
+def _artifact_dir(tmp_path: pathlib.Path, case: GoldenCase) -> str:
     """Writes the golden v_full vocabulary and price boundaries as a Beam artifact."""
     root = str(tmp_path / "stats")
     artifacts.write_vocab(root, "v_full", case.vocabularies["v_full"])
@@ -294,7 +274,7 @@ def test_numeric_passthrough_and_labels_fill_missing_with_zero():
 
 def test_golden_file_is_what_the_generator_writes(tmp_path, case):
     path = tmp_path / "golden.json"
-    assert preprocessing.main(["--write-golden", str(path)]) == 0
+    assert golden.main(["--write", str(path)]) == 0
     assert json.loads(path.read_text()) == json.loads(GOLDEN_PATH.read_text())
 
 
@@ -302,8 +282,8 @@ def test_eager_and_tf_function_reproduce_golden(case):
     xf = preprocessing.FeatureTransform(
         case.spec, vocabularies=case.vocabularies, boundaries=case.boundaries
     )
-    _assert_matches_golden(xf(_tensors(case)), case)
-    _assert_matches_golden(tf.function(xf.__call__)(_tensors(case)), case)
+    case.assert_matches(xf(case.tensors()))
+    case.assert_matches(tf.function(xf.__call__)(case.tensors()))
 
 
 def test_vocabulary_file_from_artifacts_reproduces_golden(tmp_path, case):
@@ -313,7 +293,7 @@ def test_vocabulary_file_from_artifacts_reproduces_golden(tmp_path, case):
     )
     assert xf.vocabulary_sizes == {"v_full": 5, "v_hybrid": 5}
     assert xf.boundaries == {"price": case.boundaries["price"]}
-    _assert_matches_golden(xf(_tensors(case)), case)
+    case.assert_matches(xf(case.tensors()))
 
 
 def test_saved_serving_module_reproduces_golden_after_reload(tmp_path, case):
@@ -331,8 +311,8 @@ def test_saved_serving_module_reproduces_golden_after_reload(tmp_path, case):
     shutil.rmtree(root)  # the vocabulary must travel as a SavedModel asset
     loaded = tf.saved_model.load(export)
     features = [f.name for f in case.spec.features]
-    outputs = loaded.signatures["serving_default"](**_tensors(case, features))
-    _assert_matches_golden(outputs, case, [k for k in case.expected if k != "label"])
+    outputs = loaded.signatures["serving_default"](**case.tensors(features))
+    case.assert_matches(outputs, [k for k in case.expected if k != "label"])
 
 
 def test_tft_analyze_and_transform_reproduces_golden(tmp_path, case):
@@ -362,10 +342,10 @@ def test_tft_analyze_and_transform_reproduces_golden(tmp_path, case):
     with tft_beam.Context(temp_dir=str(tmp_path / "tft"), force_tf_compat_v1=False):
         (rows, _), _ = (instances, metadata) | tft_beam.AnalyzeAndTransformDataset(fn)
     outputs = {k: np.stack([np.asarray(r[k]) for r in rows]) for k in case.expected}
-    _assert_matches_golden(outputs, case)
+    case.assert_matches(outputs)
 
 
-def _instance(case: preprocessing.GoldenCase, i: int, sparse: set[str]) -> dict:
+def _instance(case: GoldenCase, i: int, sparse: set[str]) -> dict:
     row = {}
     for key, values in case.inputs.items():
         v = values[i]

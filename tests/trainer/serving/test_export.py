@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.tools.golden import GoldenCase
 from tests.trainer.conftest import EVAL_HOUR
-from tests.trainer.test_preprocessing import (
-    GOLDEN_PATH,
-    _assert_matches_golden,
-    _tensors,
-)
 from trainer import preprocessing
 from trainer.contracts import artifacts, events
 from trainer.contracts.features import FeatureSpec, transformed_name
@@ -115,7 +111,7 @@ def test_transform_signature_equals_python_transform(
 def test_golden_file_through_a_saved_serving_module(tmp_path):
     # Same golden file as tests/trainer/test_preprocessing.py, but through this
     # module's saved object and its transform_features signature.
-    case = preprocessing.GoldenCase.read(str(GOLDEN_PATH))
+    case = GoldenCase.read()
     transform = preprocessing.FeatureTransform(
         case.spec, vocabularies=case.vocabularies, boundaries=case.boundaries
     )
@@ -128,8 +124,8 @@ def test_golden_file_through_a_saved_serving_module(tmp_path):
         export.TRANSFORM_SIGNATURE
     ]
     features = [f.name for f in case.spec.features]
-    outputs = fn(**_tensors(case, features))
-    _assert_matches_golden(outputs, case, [k for k in case.expected if k != "label"])
+    outputs = fn(**case.tensors(features))
+    case.assert_matches(outputs, [k for k in case.expected if k != "label"])
 
 
 # ------------------------------------------------------------------- compact content
