@@ -14,13 +14,15 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import collections
 import datetime as dt
 import gzip
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +30,7 @@ import pyarrow.compute as pc
 
 from trainer.contracts import events, storage
 from trainer.contracts.events import DeadLetter
-from trainer.contracts.features import FeatureSpec
+from trainer.contracts.features import FeatureSpec, FeatureSpecError, load_feature_spec
 
 INT_PATTERN = r"^-?[0-9]{1,18}$"
 HourCounts = dict[dt.datetime, list[int]]  # hour -> [events, positives]
@@ -265,6 +267,79 @@ def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+
+
+class UsageError(ValueError):
+    """A bad flag, spec or path: the CLI prints one ``error:`` line and exits 2."""
+
+
+def parse_known_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[str]]:
+    """``parser.parse_known_args`` raising :class:`UsageError` instead of exiting."""
+
+    def error(message: str) -> NoReturn:
+        raise UsageError(message)
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser.parse_known_args(argv)
+
+
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """``parser.parse_args`` raising :class:`UsageError` instead of exiting."""
+    args, rest = parse_known_args(parser, argv)
+    if rest:
+        raise UsageError(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
+def load_spec(path: str, flag: str = "--spec") -> FeatureSpec:
+    """Loads a feature spec; any problem with it is a :class:`UsageError`."""
+    try:
+        return load_feature_spec(path)
+    except (FeatureSpecError, OSError, UnicodeDecodeError, ValueError) as e:
+        text = str(e) if path in str(e) else f"{path}: {e}"
+        raise UsageError(f"{flag}: {text}") from None
+
+
+def check_out_dir(out: str, flag: str = "--out") -> None:
+    """Rejects an output path that is (or lies below) an existing file."""
+    if storage.is_gcs(out):
+        return
+    path = os.path.abspath(out)
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+    if not os.path.isdir(path):
+        raise UsageError(f"{flag} {out}: {path} is a file, not a directory")
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {out}: {path} is not writable")
+
+
+def check_readable_root(root: str, flag: str) -> None:
+    """Rejects an input directory that is a file or cannot be read (local paths)."""
+    if storage.is_gcs(root) or not os.path.exists(root):
+        return
+    if not os.path.isdir(root):
+        raise UsageError(f"{flag} {root}: is a file, not a directory")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise UsageError(f"{flag} {root}: not readable")
+
+
+def check_input_file(path: str, flag: str) -> None:
+    """Rejects an input file that is missing, a directory or unreadable (local)."""
+    if storage.is_gcs(path):
+        return
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path}: is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{flag} {path}: not readable")
 
 
 def fail(message: str) -> int:

@@ -26,7 +26,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
 import re
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -38,7 +40,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from beam_jobs import continuous, diagnostics
+from beam_jobs import cli_common, continuous, diagnostics
 from beam_jobs.frequencies import (
     CountFeatureValues,
     FeatureDictionary,
@@ -53,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 1 << 20
 SUMMARY_FILE = ("_run", "summary.json")
+CLAIM_FILE = ("_run", "claim.json")
 Item = tuple[str, str, Any]  # (kind, name, payload) rows of the run summary
 
 
@@ -118,8 +121,10 @@ class ReadEventBatchesFn(beam.DoFn):
         self._batch_rows = batch_rows
 
     def process(self, path: str) -> Iterator[Any]:
-        table, dead = events.read_file(path, self._spec)
-        yield beam.pvalue.TaggedOutput(self.FILES, (path, table.num_rows, len(dead)))
+        result = events.read_file_counted(path, self._spec)
+        table, dead = result.table, result.dead
+        counts = {"read": result.read, "good": result.good, "dead": result.dead_rows}
+        yield beam.pvalue.TaggedOutput(self.FILES, (path, counts))
         for d in dead:
             yield beam.pvalue.TaggedOutput(self.DEAD, d)
         if table.num_rows == 0:
@@ -216,7 +221,7 @@ def build_pipeline(
         >> beam.MapTuple(lambda s, ds: write_dead_letters(out, s, list(ds)))
     )
     files_seen = read[ReadEventBatchesFn.FILES] | "FileItems" >> beam.MapTuple(
-        lambda path, good, bad: ("file", path, [good, bad])
+        lambda path, counts: ("file", path, counts)
     )
     _ = (
         (features, numeric, dead, files_seen)
@@ -273,27 +278,87 @@ def _options(pipeline_args: Sequence[str], config: StatsConfig) -> PipelineOptio
 
 
 def _check_bad_share(manifest: dict[str, Any], out: str, max_share: float) -> None:
-    if manifest["bad_share"] <= max_share:
+    """Fails when any hour's bad share exceeds ``max_share``; names the worst hour."""
+    over = [(h, e) for h, e in manifest["hours"].items() if e["bad_share"] > max_share]
+    if not over:
         return
-    total = manifest["dead_letters"] + manifest["events"]
+    hour, entry = max(over, key=lambda he: (he[1]["bad_share"], he[0]))
+    files = [
+        f for f in manifest["file_counts"] if f["hour"] == hour and f["bad_share"] > 0
+    ]
+    files.sort(key=lambda f: (-f["bad_share"], f["source"]))
     worst = ", ".join(
-        f"{w['source']} ({w['dead']} of {w['dead'] + w['events']} bad)"
-        for w in manifest["worst_files"][:3]
+        f"{f['source']} ("
+        + (
+            "unreadable, rows unknown"
+            if f["read"] is None
+            else f"{f['dead']} of {f['read']} bad"
+        )
+        + ")"
+        for f in files[:3]
+    )
+    others = f"; {len(over) - 1} more hours over the limit" if len(over) > 1 else ""
+    unknown = (
+        f", {entry['unknown_row_files']} of {entry['files']} files unreadable"
+        if entry["unknown_row_files"]
+        else ""
     )
     raise BadInputError(
-        f"{manifest['bad_share']:.2%} of {total} "
-        f"records are malformed (max {max_share:.2%}); worst files: {worst}; "
-        f"dead letters in {artifacts.dead_letter_dir(out)}"
+        f"hour {hour}: {entry['bad_share']:.2%} of {entry['read']} "
+        f"records are malformed{unknown} (max {max_share:.2%}); worst files: {worst}"
+        f"{others}; dead letters in {artifacts.dead_letter_dir(out)}"
     )
 
 
-def _file_entry(source: str, good: int, bad: int) -> dict[str, Any]:
+def _file_entry(source: str, counts: dict[str, Any]) -> dict[str, Any]:
+    read, dead = counts["read"], counts["dead"]
+    hour = events.hour_of_path(source)
     return {
         "source": source,
-        "events": good,
-        "dead": bad,
-        "bad_share": bad / (good + bad),
+        "hour": events.format_hour(hour) if hour else None,
+        "read": read,
+        "events": counts["good"],
+        "dead": dead,
+        "bad_share": 1.0 if read is None else (dead / read if read else 0.0),
     }
+
+
+def _hour_entries(
+    files: Sequence[dict[str, Any]], hours: Sequence[dt.datetime]
+) -> dict[str, dict[str, Any]]:
+    """Per hour: ``read = good + dead`` over its readable files, and its bad share.
+
+    A file whose rows are unknown counts as a whole bad file: the hour's bad share is
+    at least the share of such files among the hour's files.
+    """
+    out = {
+        events.format_hour(h): {
+            "files": 0,
+            "read": 0,
+            "events": 0,
+            "dead": 0,
+            "unknown_row_files": 0,
+        }
+        for h in hours
+    }
+    for f in files:
+        e = out.setdefault(
+            f["hour"],
+            {"files": 0, "read": 0, "events": 0, "dead": 0, "unknown_row_files": 0},
+        )
+        e["files"] += 1
+        e["events"] += f["events"]
+        if f["read"] is None:
+            e["unknown_row_files"] += 1
+        else:
+            e["read"] += f["read"]
+            e["dead"] += f["dead"]
+    for e in out.values():
+        share = e["dead"] / e["read"] if e["read"] else 0.0
+        if e["unknown_row_files"]:
+            share = max(share, e["unknown_row_files"] / e["files"])
+        e["bad_share"] = share
+    return out
 
 
 def build_manifest(
@@ -302,8 +367,13 @@ def build_manifest(
     hours: Sequence[dt.datetime],
     config: StatsConfig,
     previous: dict[str, Any] | None,
+    skipped: Sequence[events.SkippedFile] = (),
 ) -> dict[str, Any]:
-    """The manifest from the run summary rows (``[kind, name, payload]``)."""
+    """The manifest from the run summary rows (``[kind, name, payload]``).
+
+    ``bad_share`` is the worst hour's (:func:`_hour_entries`); ``hours`` and
+    ``file_counts`` state ``read = events + dead`` per hour and per file.
+    """
     by_kind: dict[str, dict[str, Any]] = {k: {} for k in ("feature", "numeric", "file")}
     dead_files = []
     for kind, name, payload in items:
@@ -311,10 +381,15 @@ def build_manifest(
             dead_files.append(payload)
         else:
             by_kind[kind][name] = payload
-    good = sum(g for g, _ in by_kind["file"].values())
-    bad = sum(b for _, b in by_kind["file"].values())
+    files = sorted(
+        (_file_entry(s, c) for s, c in by_kind["file"].items()),
+        key=lambda f: f["source"],
+    )
+    good = sum(f["events"] for f in files)
+    bad = sum(f["dead"] for f in files)
+    per_hour = _hour_entries(files, hours)
     worst = sorted(
-        (_file_entry(s, g, b) for s, (g, b) in by_kind["file"].items() if b),
+        (f for f in files if f["bad_share"] > 0),
         key=lambda f: (-f["bad_share"], f["source"]),
     )
     content = {
@@ -340,8 +415,11 @@ def build_manifest(
         },
         "events": good,
         "dead_letters": bad,
-        "bad_share": bad / (good + bad) if good + bad else 0.0,
-        "files": len(by_kind["file"]),
+        "bad_share": max((e["bad_share"] for e in per_hour.values()), default=0.0),
+        "files": len(files),
+        "hours": per_hour,
+        "file_counts": files,
+        "skipped_files": [s.to_dict() for s in skipped],
         "worst_files": worst[:10],
         "dead_letter_files": sorted(dead_files),
     }
@@ -355,6 +433,7 @@ def compute_stats(
     previous: str | None = None,
     config: StatsConfig | None = None,
     pipeline_args: Sequence[str] = (),
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Runs the stats pipeline and publishes the artifact; returns the manifest.
 
@@ -362,15 +441,19 @@ def compute_stats(
         logs: Event log root (local or ``gs://``).
         hours: ``START[:END]`` (inclusive) or a list of hours.
         spec: Feature spec or the path of its YAML file.
-        out: Artifact directory of this run (must not hold a finished artifact).
+        out: Artifact directory of this run; claimed create-only
+            (``out/_run/claim.json``), so two runs into one ``out`` cannot both
+            succeed.
         previous: Previous run's artifact: enables continuous mode.
         config: Run settings; defaults to :class:`StatsConfig`.
         pipeline_args: Beam flags (``--runner`` ...) passed to ``PipelineOptions``.
+        strict: Fail when a partition holds files the job will not read.
 
     Raises:
         events.MissingPartitionError: if an hour has no data files.
-        BadInputError: if malformed records exceed ``config.max_bad_share``.
-        FileExistsError: if ``out`` already holds a manifest.
+        BadInputError: if an hour's malformed records exceed ``config.max_bad_share``,
+            or, with ``strict``, if a partition holds files that are not read.
+        FileExistsError: if ``out`` already holds a manifest or another run's claim.
     """
     config = config or StatsConfig()
     spec = load_feature_spec(spec) if isinstance(spec, str) else spec
@@ -379,23 +462,54 @@ def compute_stats(
         raise FileExistsError(
             f"{out} already holds a finished stats artifact; use a new --out"
         )
-    files = [f for h in hours for f in events.partition_files(logs, h)]
+    files, skipped = [], []
+    for h in hours:
+        found, skip = events.scan_partition(logs, h)
+        if not found:
+            events.partition_files(logs, h)  # raises MissingPartitionError
+        files += found
+        skipped += skip
+    for sk in skipped:
+        logger.warning("not read: %s: %s", sk.source, sk.why)
+    if skipped and strict:
+        raise BadInputError(
+            f"--strict: {len(skipped)} files in the partitions will not be read, "
+            f"e.g. {skipped[0].source} ({skipped[0].why})"
+        )
     prev_info = None
     if previous is not None:
         prev_info = _previous_info(previous, hours, config.half_life_hours)
+    _claim(out, hours)
     logger.info("stats over %d files of %d hours -> %s", len(files), len(hours), out)
     with beam.Pipeline(options=_options(pipeline_args, config)) as p:
         prev = (previous, prev_info["decay_factor"]) if prev_info else None
         build_pipeline(p, files, spec, out, config, prev)
     summary_uri = storage.join(out, *SUMMARY_FILE)
     items = json.loads(storage.read_text(summary_uri))
-    manifest = build_manifest(items, spec, hours, config, prev_info)
+    manifest = build_manifest(items, spec, hours, config, prev_info, skipped)
     if manifest["events"] == 0:
         logger.warning("no valid events in %s: writing an empty artifact", hours)
     _check_bad_share(manifest, out, config.max_bad_share)
-    artifacts.write_manifest(out, manifest)
+    text = json.dumps(manifest, indent=1, sort_keys=True, allow_nan=False)
+    if not storage.create_if_absent(artifacts.manifest_path(out), text.encode()):
+        raise FileExistsError(f"{out}: another run published a manifest first")
     storage.delete(summary_uri)
     return manifest
+
+
+def _claim(out: str, hours: Sequence[dt.datetime]) -> None:
+    """Claims ``out`` create-only: of two runs into one ``out``, one fails here."""
+    claim = storage.join(out, *CLAIM_FILE)
+    body = {
+        "hours": [events.format_hour(h) for h in hours],
+        "claimed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    if not storage.create_if_absent(claim, json.dumps(body).encode()):
+        raise FileExistsError(
+            f"--out {out} is claimed by another stats run ({claim}); use a new --out"
+        )
 
 
 # -------------------------------------------------------------------------------- CLI
@@ -411,46 +525,84 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[st
     parser.add_argument("--out", required=True, help="artifact directory of this run")
     parser.add_argument("--previous", help="previous artifact: continuous mode")
     parser.add_argument("--half-life-hours", type=float, default=24.0)
-    parser.add_argument("--max-bad-share", type=float, default=0.01)
+    parser.add_argument(
+        "--max-bad-share",
+        type=float,
+        default=0.01,
+        help="fail when any one hour has a larger share of malformed records",
+    )
     parser.add_argument("--approx-capacity", type=int, default=None)
     parser.add_argument("--batch-rows", type=int, default=DEFAULT_BATCH_ROWS)
     parser.add_argument("--sample-size", type=int, default=DEFAULT_SAMPLE_SIZE)
     parser.add_argument("--min-state-weight", type=float, default=0.1)
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail when a partition holds files that will not be read",
+    )
     parser.add_argument(
         "--no-diagnostics",
         dest="diagnostics",
         action="store_false",
         help="skip the hashing diagnostics (and the TensorFlow import they need)",
     )
-    return parser.parse_known_args(argv)
+    return cli_common.parse_known_args(parser, argv)
+
+
+def _checked(args: argparse.Namespace) -> tuple[StatsConfig, FeatureSpec, list]:
+    """Flags, spec and paths checked before any work; raises :class:`UsageError`."""
+    try:
+        hours = events.parse_hour_range(args.hours)
+    except ValueError as e:
+        raise cli_common.UsageError(f"--hours: {e}") from None
+    try:
+        config = StatsConfig(
+            half_life_hours=args.half_life_hours,
+            max_bad_share=args.max_bad_share,
+            approx_capacity=args.approx_capacity,
+            batch_rows=args.batch_rows,
+            sample_size=args.sample_size,
+            min_state_weight=args.min_state_weight,
+            diagnostics=args.diagnostics,
+        )
+    except ValueError as e:
+        flag = str(e).split("`")[1].replace("_", "-") if "`" in str(e) else "flags"
+        raise cli_common.UsageError(f"--{flag}: {e}") from None
+    spec = cli_common.load_spec(args.spec)
+    cli_common.check_out_dir(args.out)
+    cli_common.check_readable_root(args.logs, "--logs")
+    if args.previous is not None:
+        cli_common.check_readable_root(args.previous, "--previous")
+    return config, spec, hours
 
 
 def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Parses flags (unknown ones go to Beam), runs :func:`compute_stats`, prints."""
     args, pipeline_args = _parse_args(argv)
-    config = StatsConfig(
-        half_life_hours=args.half_life_hours,
-        max_bad_share=args.max_bad_share,
-        approx_capacity=args.approx_capacity,
-        batch_rows=args.batch_rows,
-        sample_size=args.sample_size,
-        min_state_weight=args.min_state_weight,
-        diagnostics=args.diagnostics,
-    )
+    config, spec, hours = _checked(args)
     manifest = compute_stats(
-        args.logs, args.hours, args.spec, args.out, args.previous, config, pipeline_args
+        args.logs,
+        hours,
+        spec,
+        args.out,
+        args.previous,
+        config,
+        pipeline_args,
+        strict=args.strict,
     )
     print(diagnostics.format_summary(manifest))
     return manifest
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point: 0 on success, 1 on bad input or a missing partition."""
+    """CLI entry point: 0 on success, 2 on bad flags/spec/paths, 1 on bad input."""
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
         run(argv)
+    except cli_common.UsageError as e:
+        return cli_common.fail(str(e))
     except (BadInputError, events.MissingPartitionError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

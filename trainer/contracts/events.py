@@ -8,8 +8,17 @@ more labels (0/1), categorical features (strings; null = missing) and numeric fe
     ROOT/dt=YYYY-MM-DD/hour=HH/part-00000.jsonl     (accepted)
 
 ROOT is a local path or ``gs://bucket/prefix``. Records that break the contract (bad
-JSON, wrong types, missing label or timestamp, absurd values) are never dropped
-silently: they become :class:`DeadLetter` rows with their file, line and reason.
+JSON, invalid UTF-8, wrong types, missing label or timestamp, absurd values, or any
+other error while decoding one record) are never dropped silently: they become
+:class:`DeadLetter` rows with their file, line and reason, and every file is
+accounted for as ``read = good + dead`` (:class:`FileRead`).
+
+Which files of a partition are read (:func:`scan_partition`): the direct children of
+``hour=HH/`` whose names end, in any letter case, in ``.parquet``,
+``.parquet.snappy`` (Parquet) or ``.jsonl``, ``.ndjson``, ``.json`` (JSON Lines).
+Names starting with ``.`` or ``_`` (``_SUCCESS``, ``.crc``) are bookkeeping and
+ignored; any other file, and everything in nested folders (``hour=00/retry/``), is
+listed as skipped, never read.
 
 No Beam import here: these are plain functions that Beam DoFns, data sources and the
 trainer all call.
@@ -43,6 +52,7 @@ MAX_TS = int(dt.datetime(2100, 1, 1, tzinfo=dt.UTC).timestamp())
 MAX_ABS_NUMERIC = 1e15
 MAX_STRING_LEN = 1024
 _PARTITION_RE = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})")
+_PARTITION_DIR_RE = re.compile(r"dt=\d{4}-\d{2}-\d{2}/hour=\d{2}$")
 
 
 class MissingPartitionError(FileNotFoundError):
@@ -54,9 +64,10 @@ class DeadLetter:
     """A record that broke the contract: where it came from and why."""
 
     source: str
-    line: int  # 1-based line (JSON lines) or row (Parquet) number
+    line: int  # 1-based line (JSON lines) or row (Parquet) number; 0 = whole file
     reason: str
     record: str  # the raw record, truncated to 2,000 characters
+    rows: int = 1  # records it stands for (an unreadable row group: all of them)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -108,7 +119,11 @@ def hour_of_path(path: str) -> dt.datetime | None:
 
 def list_partitions(root: str) -> list[dt.datetime]:
     """Hours that have at least one data file under ``root``, sorted."""
-    hours = {hour_of_path(p) for p in storage.list_files(root) if _is_data_file(p)}
+    hours = {
+        hour_of_path(p)
+        for p in storage.list_files(root)
+        if _is_data_file(p) and _PARTITION_DIR_RE.search(p.rsplit("/", 1)[0])
+    }
     return sorted(h for h in hours if h is not None)
 
 
@@ -136,6 +151,9 @@ def validate_record(
 ) -> tuple[dict[str, Any] | None, str]:
     """Checks one decoded record against the contract.
 
+    Integers are compared exactly (never converted to float first), so a 400-digit
+    integer is an out-of-range value, not an ``OverflowError``.
+
     Returns:
         ``(clean_row, "")`` for a valid record, or ``(None, reason)``.
     """
@@ -145,10 +163,10 @@ def validate_record(
     ts = record.get(spec.timestamp_key)
     if ts is None:
         return None, f"missing timestamp field {spec.timestamp_key!r}"
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-        return None, f"{spec.timestamp_key}: not a number: {ts!r}"
+    if not _is_number(ts) or (isinstance(ts, float) and not math.isfinite(ts)):
+        return None, f"{spec.timestamp_key}: not a number: {_short(ts)}"
     if not MIN_TS <= ts < MAX_TS:
-        return None, f"{spec.timestamp_key}: {ts!r} outside [2000, 2100)"
+        return None, f"{spec.timestamp_key}: {_short(ts)} outside [2000, 2100)"
     out[spec.timestamp_key] = int(ts)
     for key in spec.label_keys:
         y = record.get(key)
@@ -156,40 +174,61 @@ def validate_record(
             return None, f"missing label {key!r}"
         if isinstance(y, bool):
             y = int(y)
-        if not isinstance(y, int | float) or y not in (0, 1):
-            return None, f"{key}: label must be 0 or 1, got {y!r}"
+        if not _is_number(y) or y not in (0, 1):
+            return None, f"{key}: label must be 0 or 1, got {_short(y)}"
         out[key] = float(y)
     for name in spec.categorical_names:
-        v = record.get(name)
-        if v is None or v == "":
-            out[name] = None
-        elif isinstance(v, bool):
-            return (
-                None,
-                f"{name}: categorical value must be a string or integer, got {v!r}",
-            )
-        elif isinstance(v, int):
-            out[name] = str(v)
-        elif isinstance(v, str):
-            if len(v) > MAX_STRING_LEN:
-                return None, f"{name}: value longer than {MAX_STRING_LEN} characters"
-            out[name] = v
-        else:
-            return (
-                None,
-                f"{name}: categorical value must be a string, got {type(v).__name__}",
-            )
+        v, reason = _categorical(name, record.get(name))
+        if reason:
+            return None, reason
+        out[name] = v
     for name in spec.numeric_names:
         v = record.get(name)
         if v is None:
             out[name] = None
             continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            return None, f"{name}: numeric value must be a number, got {v!r}"
-        if not math.isfinite(v) or abs(v) > MAX_ABS_NUMERIC:
-            return None, f"{name}: absurd numeric value {v!r}"
+        if not _is_number(v):
+            return None, f"{name}: numeric value must be a number, got {_short(v)}"
+        if isinstance(v, float) and not math.isfinite(v) or abs(v) > MAX_ABS_NUMERIC:
+            return None, f"{name}: absurd numeric value {_short(v)}"
         out[name] = float(v)
     return out, ""
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _short(v: Any) -> str:
+    """``repr`` for reasons, cut short (a 4,000-digit integer stays readable)."""
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 64:
+        return f"an integer of about {int(v.bit_length() * 0.30103) + 1} digits"
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _categorical(name: str, v: Any) -> tuple[str | None, str]:
+    """One categorical value -> ``(value or None, "")`` or ``(None, reason)``."""
+    if v is None or v == "":
+        return None, ""
+    if isinstance(v, bool):
+        return None, f"{name}: categorical value must be a string or integer, got {v!r}"
+    if isinstance(v, int):
+        if v.bit_length() > 3 * MAX_STRING_LEN:  # str() would exceed the length
+            return None, f"{name}: value longer than {MAX_STRING_LEN} characters"
+        v = str(v)
+    if not isinstance(v, str):
+        return None, (
+            f"{name}: categorical value must be a string, got {type(v).__name__}"
+        )
+    if len(v) > MAX_STRING_LEN:
+        return None, f"{name}: value longer than {MAX_STRING_LEN} characters"
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return None, f"{name}: not valid Unicode ({e.reason} at {e.start})"
+    return v, ""
 
 
 def rows_to_table(rows: Sequence[Mapping[str, Any]], spec: FeatureSpec) -> pa.Table:
@@ -197,27 +236,109 @@ def rows_to_table(rows: Sequence[Mapping[str, Any]], spec: FeatureSpec) -> pa.Ta
     return pa.Table.from_pylist(list(rows), schema=schema)
 
 
-def parse_json_lines(
-    lines: Iterable[str], spec: FeatureSpec, source: str, first_line: int = 1
-) -> tuple[pa.Table, list[DeadLetter]]:
-    """Parses and validates JSON lines; blank lines are skipped."""
-    rows: list[dict[str, Any]] = []
-    dead: list[DeadLetter] = []
-    for i, line in enumerate(lines, start=first_line):
-        text = line.strip()
-        if not text:
-            continue
+_JSON_SPACE = b" \t\r"
+
+
+def parse_record(
+    raw: bytes | str, spec: FeatureSpec, source: str, line: int
+) -> tuple[dict[str, Any] | None, DeadLetter | None]:
+    """Decodes and validates one JSON Lines record; never raises.
+
+    Any error while decoding or validating it (invalid UTF-8, bad JSON, nesting too
+    deep, an integer literal over Python's digit limit, ...) is a dead letter.
+    """
+    if isinstance(raw, bytes):
         try:
-            rec = json.loads(text)
-        except json.JSONDecodeError as e:
-            dead.append(DeadLetter(source, i, f"bad JSON: {e.msg}", text[:2000]))
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            shown = raw[:2000].decode("utf-8", "backslashreplace")
+            reason = f"invalid UTF-8 at byte {e.start}"
+            return None, DeadLetter(source, line, reason, shown)
+    else:
+        text = raw
+    try:
+        row, reason = validate_record(json.loads(text), spec)
+    except json.JSONDecodeError as e:
+        row, reason = None, f"bad JSON: {e.msg}"
+    except RecursionError:
+        row, reason = None, "bad JSON: nested too deeply"
+    except Exception as e:  # noqa: BLE001 - one bad record never stops a file
+        row, reason = None, f"bad record: {type(e).__name__}: {str(e)[:200]}"
+    if row is None:
+        return None, DeadLetter(source, line, reason, _excerpt(text))
+    return row, None
+
+
+def _excerpt(text: str) -> str:
+    text = text[:2000]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def parse_json_lines(
+    lines: Iterable[str | bytes], spec: FeatureSpec, source: str, first_line: int = 1
+) -> tuple[pa.Table, list[DeadLetter]]:
+    """Parses and validates JSON lines; blank lines are skipped.
+
+    ``lines`` must already be split on ``\\n`` only (:func:`split_json_lines`).
+    """
+    table, dead, _ = _parse_lines(lines, spec, source, first_line)
+    return table, dead
+
+
+def split_json_lines(data: bytes) -> list[bytes]:
+    """JSON Lines framing: split on ``\\n`` only, never on U+2028, U+2029 or U+0085."""
+    return data.split(b"\n")
+
+
+def _parse_lines(
+    lines: Iterable[str | bytes], spec: FeatureSpec, source: str, first_line: int
+) -> tuple[pa.Table, list[DeadLetter], int]:
+    rows: list[dict[str, Any]] = []
+    where: list[int] = []
+    dead: list[DeadLetter] = []
+    read = 0
+    for i, line in enumerate(lines, start=first_line):
+        raw = (
+            line.strip(_JSON_SPACE)
+            if isinstance(line, bytes)
+            else line.strip(" \t\r\n")
+        )
+        if not raw:
             continue
-        row, reason = validate_record(rec, spec)
-        if row is None:
-            dead.append(DeadLetter(source, i, reason, text[:2000]))
+        read += 1
+        row, letter = parse_record(raw, spec, source, i)
+        if letter is not None:
+            dead.append(letter)
         else:
             rows.append(row)
-    return rows_to_table(rows, spec), dead
+            where.append(i)
+    try:
+        table = rows_to_table(rows, spec)
+    except Exception:  # noqa: BLE001 - find the rows Arrow refuses, one by one
+        table, more = _rows_to_table_one_by_one(rows, where, spec, source)
+        dead = sorted([*dead, *more], key=lambda d: d.line)
+    return table, dead, read
+
+
+def _rows_to_table_one_by_one(
+    rows: Sequence[Mapping[str, Any]],
+    where: Sequence[int],
+    spec: FeatureSpec,
+    source: str,
+) -> tuple[pa.Table, list[DeadLetter]]:
+    good, dead = [], []
+    for row, line in zip(rows, where, strict=True):
+        try:
+            rows_to_table([row], spec)
+            good.append(row)
+        except Exception as e:  # noqa: BLE001
+            reason = f"bad record: {type(e).__name__}: {str(e)[:200]}"
+            dead.append(DeadLetter(source, line, reason, _dump(row)))
+    return rows_to_table(good, spec), dead
 
 
 # ------------------------------------------------------------------ validate: tables
@@ -307,6 +428,10 @@ def validate_table(
 def _as_int64(col: pa.ChunkedArray) -> pa.Array:
     col = col.combine_chunks()
     if pa.types.is_floating(col.type):
+        # out-of-range or non-finite floats become 0 (flagged "outside [2000, 2100)")
+        # before the cast, which would otherwise wrap them into the valid range
+        ok = pc.and_(pc.greater_equal(col, MIN_TS), pc.less(col, MAX_TS))
+        col = pc.if_else(pc.fill_null(ok, True), col, 0.0)
         return pc.cast(pc.floor(col), pa.int64(), safe=False)
     if pa.types.is_timestamp(col.type):
         return pc.cast(pc.cast(col, pa.timestamp("s")), pa.int64())
@@ -350,53 +475,233 @@ def _dead_rows(
 # ------------------------------------------------------------------------------ I/O
 
 
-def _is_data_file(path: str) -> bool:
-    base = path.rsplit("/", 1)[-1]
+PARQUET_SUFFIXES = (".parquet", ".parquet.snappy")
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+
+def file_format(path: str) -> str | None:
+    """``"parquet"``, ``"jsonl"`` or None (not a data file), by name, any case."""
+    base = path.rstrip("/").rsplit("/", 1)[-1].lower()
     if base.startswith((".", "_")):
-        return False
-    return base.endswith((".parquet", ".jsonl", ".json"))
+        return None
+    if base.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if base.endswith(JSON_SUFFIXES):
+        return "jsonl"
+    return None
+
+
+def _is_data_file(path: str) -> bool:
+    return file_format(path) is not None
+
+
+def _is_bookkeeping(path: str) -> bool:
+    return path.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedFile:
+    """A file in an hour partition that the readers will not read, and why."""
+
+    source: str
+    why: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def scan_partition(root: str, hour: dt.datetime) -> tuple[list[str], list[SkippedFile]]:
+    """Data files of one hour partition and the files that will not be read.
+
+    Only direct children of the partition folder are read; files in nested folders
+    (``hour=00/retry/part-0.jsonl``) and files with other extensions are returned as
+    skipped. Bookkeeping files (``_SUCCESS``, names starting with ``.``) are ignored.
+    """
+    path = partition_path(root, hour)
+    prefix = path.rstrip("/") + "/"
+    files, skipped = [], []
+    for p in storage.list_files(path):
+        rel = p[len(prefix) :] if p.startswith(prefix) else p.rsplit("/", 1)[-1]
+        if "/" in rel.replace("\\", "/"):
+            skipped.append(SkippedFile(p, "in a nested folder (never read)"))
+        elif _is_data_file(p):
+            files.append(p)
+        elif not _is_bookkeeping(p):
+            skipped.append(
+                SkippedFile(
+                    p,
+                    "unknown extension (read: .parquet, .parquet.snappy, "
+                    ".jsonl, .ndjson, .json, any case)",
+                )
+            )
+    return files, skipped
 
 
 def partition_files(root: str, hour: dt.datetime) -> list[str]:
-    """Data files of one hour partition.
+    """Data files of one hour partition (see :func:`scan_partition`).
 
     Raises:
         MissingPartitionError: if the partition has no data files at all.
     """
-    path = partition_path(root, hour)
-    files = [p for p in storage.list_files(path) if _is_data_file(p)]
+    files, skipped = scan_partition(root, hour)
     if not files:
+        extra = (
+            f" ({len(skipped)} files skipped, e.g. {skipped[0].source})"
+            if skipped
+            else ""
+        )
         raise MissingPartitionError(
-            f"missing hour partition {format_hour(hour)}: no .parquet/.jsonl files under {path}"
+            f"missing hour partition {format_hour(hour)}: no .parquet/.jsonl files "
+            f"under {partition_path(root, hour)}{extra}"
         )
     return files
 
 
-def read_file(path: str, spec: FeatureSpec) -> tuple[pa.Table, list[DeadLetter]]:
-    """Reads and validates one Parquet or JSON-lines file."""
-    data = storage.read_bytes(path)
-    if path.endswith(".parquet"):
+@dataclasses.dataclass
+class FileRead:
+    """One file read: its valid events, its dead letters and how many records it held.
+
+    Attributes:
+        read: Records in the file (non-blank lines; Parquet rows by its metadata), or
+            None when the file is unreadable and its row count unknown.
+    """
+
+    source: str
+    table: pa.Table
+    dead: list[DeadLetter]
+    read: int | None
+
+    @property
+    def good(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def dead_rows(self) -> int:
+        return sum(d.rows for d in self.dead)
+
+    @property
+    def balanced(self) -> bool:
+        """``read = good + dead`` (always true when the row count is known)."""
+        return self.read is None or self.read == self.good + self.dead_rows
+
+
+def _unknown(path: str, spec: FeatureSpec, reason: str) -> FileRead:
+    letter = DeadLetter(path, 0, f"{reason}; rows unknown", "", rows=0)
+    return FileRead(path, empty_table(spec), [letter], None)
+
+
+def read_file_counted(path: str, spec: FeatureSpec) -> FileRead:
+    """Reads and validates one Parquet or JSON Lines file; never raises on content.
+
+    JSON Lines: split on ``\\n`` only, each line decoded as strict UTF-8 and parsed
+    on its own; blank lines are not records. Parquet: read row group by row group;
+    an unreadable row group is one dead letter standing for all its rows (counted
+    from the footer); a file whose footer cannot be read has unknown rows.
+    """
+    try:
+        data = storage.read_bytes(path)
+    except Exception as e:  # noqa: BLE001 - an unreadable file is bad input
+        return _unknown(path, spec, f"unreadable file: {type(e).__name__}: {e}")
+    if file_format(path) == "parquet":
+        return _read_parquet(data, spec, path)
+    table, dead, read = _parse_lines(split_json_lines(data), spec, path, 1)
+    return FileRead(path, table, dead, read)
+
+
+def _read_parquet(data: bytes, spec: FeatureSpec, path: str) -> FileRead:
+    try:
+        pf = pq.ParquetFile(io.BytesIO(data))
+        meta = pf.metadata
+    except Exception as e:  # noqa: BLE001
+        return _unknown(path, spec, f"unreadable Parquet: {e}")
+    tables, dead, start = [], [], 0
+    for g in range(pf.num_row_groups):
+        n = meta.row_group(g).num_rows
         try:
-            table = pq.read_table(io.BytesIO(data))
-        except (pa.ArrowInvalid, OSError) as e:
-            return empty_table(spec), [
-                DeadLetter(path, 0, f"unreadable Parquet: {e}", "")
-            ]
+            group = pf.read_row_group(g)
+            if group.num_rows != n:
+                raise ValueError(f"{group.num_rows} rows, footer says {n}")
+            clean, d = _validate_group(group, spec, path)
+        except Exception as e:  # noqa: BLE001
+            reason = (
+                f"unreadable Parquet row group {g} (rows {start + 1}-{start + n}): "
+                f"{type(e).__name__}: {str(e)[:200]}"
+            )
+            dead.append(DeadLetter(path, start + 1, reason, "", rows=n))
+            start += n
+            continue
+        tables.append(clean)
+        dead.extend(dataclasses.replace(x, line=x.line + start) for x in d)
+        start += n
+    table = pa.concat_tables(tables) if tables else empty_table(spec)
+    return FileRead(path, table, dead, meta.num_rows)
+
+
+def _validate_group(
+    table: pa.Table, spec: FeatureSpec, path: str
+) -> tuple[pa.Table, list[DeadLetter]]:
+    """:func:`validate_table` after moving rows with invalid UTF-8 to dead letters."""
+    bad = np.zeros(table.num_rows, dtype=bool)
+    reasons: dict[int, str] = {}
+    for name in table.column_names:
+        col = table[name]
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        try:
+            col.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        raw = pc.cast(
+            col, pa.binary() if pa.types.is_string(col.type) else pa.large_binary()
+        )
+        for i, b in enumerate(raw.to_pylist()):
+            if b is None or bad[i]:
+                continue
+            try:
+                b.decode("utf-8")
+            except UnicodeDecodeError as e:
+                bad[i] = True
+                reasons[i] = f"{name}: invalid UTF-8 at byte {e.start}"
+    if not bad.any():
         return validate_table(table, spec, path)
-    text = data.decode("utf-8", errors="replace")
-    return parse_json_lines(text.splitlines(), spec, path)
+    dead = [
+        DeadLetter(path, i + 1, reasons[i], "") for i in np.flatnonzero(bad).tolist()
+    ]
+    keep_idx = np.flatnonzero(~bad)
+    kept = table.take(pa.array(keep_idx))
+    clean, more = validate_table(kept, spec, path)
+    more = [dataclasses.replace(x, line=int(keep_idx[x.line - 1]) + 1) for x in more]
+    return clean, sorted([*dead, *more], key=lambda d: d.line)
+
+
+def read_file(path: str, spec: FeatureSpec) -> tuple[pa.Table, list[DeadLetter]]:
+    """Reads and validates one Parquet or JSON-lines file (:func:`read_file_counted`)."""
+    result = read_file_counted(path, spec)
+    return result.table, result.dead
 
 
 def read_partition(
     root: str, hour: dt.datetime, spec: FeatureSpec
 ) -> tuple[pa.Table, list[DeadLetter]]:
-    """Reads one hour: all its files, validated, concatenated."""
+    """Reads one hour: all its files, validated, concatenated.
+
+    Skipped files (:func:`scan_partition`) are logged as a warning.
+    """
+    files, skipped = scan_partition(root, hour)
+    for s in skipped:
+        logger.warning("%s: not read: %s", s.source, s.why)
     tables, dead = [], []
-    for path in partition_files(root, hour):
+    for path in partition_files(root, hour) if not files else files:
         t, d = read_file(path, spec)
         tables.append(t)
         dead.extend(d)
     return pa.concat_tables(tables) if tables else empty_table(spec), dead
+
+
+def dead_count(dead: Sequence[DeadLetter]) -> int:
+    """Records the dead letters stand for (a lost row group counts all its rows)."""
+    return sum(d.rows for d in dead)
 
 
 def iter_hours(
