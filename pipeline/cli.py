@@ -28,6 +28,9 @@ KFP_SCHEDULED_HOUR = "[[ScheduledTime.2006-01-02T15]]"  # KFP fills in the tick'
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one subcommand; returns the process exit code."""
+    from trainer.contracts import redact
+
+    redact.install()  # no credential in any log line or traceback
     args = _parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -38,10 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except (config.PipelineConfigError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact.redact(e)}", file=sys.stderr)
         return 2
     except client.PipelineClientError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact.redact(e)}", file=sys.stderr)
         return 1
 
 
@@ -176,7 +179,7 @@ def _submit(args: argparse.Namespace) -> int:
         host, args.pipeline_spec, params, cfg.kfp.experiment, run_name,
         cfg.kfp.pipeline_root,
     )  # fmt: skip
-    print(f"submitted run {run_id} ({run_name}) to {host}")
+    print(f"submitted run {run_id} ({run_name}) to {_shown(host)}")
     return 0
 
 
@@ -233,6 +236,12 @@ def _load(args: argparse.Namespace) -> Any:
     from pipeline import config
 
     return config.load_config(args.config)
+
+
+def _shown(host: str) -> str:
+    from trainer.contracts.redact import redact
+
+    return redact(host)
 
 
 def _host(args: argparse.Namespace, cfg: Any) -> str:

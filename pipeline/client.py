@@ -16,7 +16,9 @@ Vertex AI Pipelines:
     them; the tests cover the KFP path against a loopback API server.
 
 ``kfp.Client`` prints links to stdout; here they are logged instead, since this is a
-library. Server and connection errors become :class:`PipelineClientError`.
+library. Server and connection errors become :class:`PipelineClientError`. Hosts may
+carry credentials (``http://user:password@host``): every message and log line here
+shows them through :func:`trainer.contracts.redact.redact`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
+
+from trainer.contracts.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +90,7 @@ def submit_run(
         experiment_name=experiment,
         pipeline_root=pipeline_root or None,
     )
-    logger.info("submitted run %s (%s) to %s", result.run_id, run_name, host)
+    logger.info("submitted run %s (%s) to %s", result.run_id, run_name, redact(host))
     return str(result.run_id)
 
 
@@ -177,20 +181,24 @@ def _call(
     import urllib3
 
     out = io.StringIO()
+    shown = redact(host)
     try:
         with contextlib.redirect_stdout(out):
             return fn(*args, **kwargs)
     except kfp_server_api.ApiException as e:
         raise PipelineClientError(
-            f"{what} failed: KFP API at {host} answered HTTP {e.status}: {_message(e)}"
+            redact(
+                f"{what} failed: KFP API at {shown} answered HTTP {e.status}: "
+                f"{_message(e)}"
+            )
         ) from None
     except urllib3.exceptions.HTTPError as e:
         raise PipelineClientError(
-            f"{what} failed: cannot reach KFP at {host}: {e}"
+            redact(f"{what} failed: cannot reach KFP at {shown}: {e}")
         ) from None
     finally:
         if out.getvalue().strip():
-            logger.info("%s", out.getvalue().strip())
+            logger.info("%s", redact(out.getvalue().strip()))
 
 
 def _message(e: Any) -> str:
