@@ -33,6 +33,7 @@ import logging
 import os
 import pathlib
 import sys
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -43,7 +44,7 @@ from beam_jobs import cli_common
 from beam_jobs.cli_common import DelimitedRecords, HourCounts
 from trainer.contracts import events, storage
 from trainer.contracts.events import DeadLetter
-from trainer.contracts.features import FeatureSpec, load_feature_spec
+from trainer.contracts.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -154,21 +155,54 @@ def _finish(
     return clean, recs.dead + dead
 
 
-def _open_text(path: str):
+class InputFileError(ValueError):
+    """The input file cannot be read as (gzipped) text: not gzip, truncated, ..."""
+
+
+def _open_binary(path: str):
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rb")
+    return open(path, "rb")
 
 
 def iter_chunks(
-    path: str, chunk_lines: int = CHUNK_LINES
+    path: str, chunk_lines: int = CHUNK_LINES, dead: list[DeadLetter] | None = None
 ) -> Iterator[tuple[int, list[str]]]:
-    """Yields ``(first_line, lines)`` chunks of a local text file, without newlines."""
-    with _open_text(path) as f:
-        first = 1
-        while chunk := list(itertools.islice(f, chunk_lines)):
-            yield first, [s.rstrip("\r\n") for s in chunk]
-            first += len(chunk)
+    """Yields ``(first_line, lines)`` chunks of a local text file, without newlines.
+
+    Splits on ``\\n`` only. A line that is not valid UTF-8 becomes a dead letter in
+    ``dead`` and a blank line in the chunk (blank lines are skipped, numbers kept).
+
+    Raises:
+        InputFileError: if the file is not gzip or its gzip stream is truncated.
+    """
+    try:
+        with _open_binary(path) as f:
+            first = 1
+            while chunk := list(itertools.islice(f, chunk_lines)):
+                yield (
+                    first,
+                    [_decode(b, path, first + i, dead) for i, b in enumerate(chunk)],
+                )
+                first += len(chunk)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise InputFileError(
+            f"not a readable gzip file ({type(e).__name__}: {e}); rows before the "
+            "damage may already be written under --out"
+        ) from None
+
+
+def _decode(raw: bytes, path: str, line: int, dead: list[DeadLetter] | None) -> str:
+    raw = raw.rstrip(b"\r\n")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if dead is not None:
+            shown = raw[:2000].decode("utf-8", "backslashreplace")
+            dead.append(
+                DeadLetter(path, line, f"invalid UTF-8 at byte {e.start}", shown)
+            )
+        return ""
 
 
 def detect_format(first_line: str) -> str:
@@ -210,11 +244,13 @@ def run(
     dead: list[DeadLetter] = []
     next_part: dict[dt.datetime, int] = {}
     kind = None
-    for first, lines in iter_chunks(path, chunk_lines):
+    for first, lines in iter_chunks(path, chunk_lines, dead):
         if kind is None:
             kind = detect_format(lines[0] if lines else "")
             if kind == "kaggle":
                 first, lines = first + 1, lines[1:]
+        if not lines:  # a header-only file
+            continue
         if kind == "kaggle":
             table, bad = parse_kaggle(lines, path, first, spec)
         else:
@@ -223,6 +259,11 @@ def run(
         cli_common.merge_counts(
             counts, cli_common.write_hourly(table, root, spec, fmt, next_part)
         )
+    if kind is None:
+        raise InputFileError("empty file: no header and no rows")
+    if not counts and not dead:
+        logger.warning("%s: no data rows (header only)", path)
+    dead.sort(key=lambda d: d.line)
     dead_uri = storage.join(root, "_dead_letter", "criteo.jsonl")
     events.write_dead_letters(dead_uri, dead)
     n = sum(c[0] for c in counts.values())
@@ -266,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     error = _check_args(args)
     if error:
         return cli_common.fail(error)
-    spec = load_feature_spec(args.spec)
+    try:
+        spec = cli_common.load_spec(args.spec)
+    except cli_common.UsageError as e:
+        return cli_common.fail(str(e))
     try:
         counts, dead, dead_uri = run(
             args.input, args.out, spec, args.start_hour, args.rows_per_hour, args.format

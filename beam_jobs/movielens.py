@@ -31,6 +31,7 @@ import os
 import pathlib
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 import pyarrow as pa
@@ -40,7 +41,7 @@ from beam_jobs import cli_common
 from beam_jobs.cli_common import DelimitedRecords, HourCounts
 from trainer.contracts import events, storage
 from trainer.contracts.events import DeadLetter
-from trainer.contracts.features import FeatureSpec, load_feature_spec
+from trainer.contracts.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -316,19 +317,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         if not os.path.isfile(args.zip):
             return cli_common.fail(f"--zip {args.zip} does not exist")
-        for path in prepare(args.zip, args.out, args.min_count):
+        try:
+            written = prepare(args.zip, args.out, args.min_count)
+        except (zipfile.BadZipFile, KeyError, OSError, EOFError) as e:
+            return cli_common.fail(f"--zip {args.zip}: {type(e).__name__}: {e}")
+        for path in written:
             print(f"wrote {path}")
         return 0
     error = _check_events_args(args)
     if error:
         return cli_common.fail(error)
-    spec = load_feature_spec(args.spec)
+    try:
+        spec = cli_common.load_spec(args.spec)
+    except cli_common.UsageError as e:
+        return cli_common.fail(str(e))
     try:
         counts, dead, dead_uri = run(
             args.data_dir, args.out, spec, args.max_users, args.format
         )
     except FileNotFoundError as e:  # no ratings file
         return cli_common.fail(str(e))
+    except (EOFError, OSError, zlib.error) as e:  # truncated or not gzip
+        return cli_common.fail(f"--data-dir {args.data_dir}: {type(e).__name__}: {e}")
     cli_common.print_summary(args.out, spec, counts, dead, dead_uri)
     return 0
 

@@ -37,9 +37,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from beam_jobs import cli_common
 from beam_jobs import synthetic_model as model
 from trainer.contracts import events
-from trainer.contracts.features import FeatureSpec, load_feature_spec
+from trainer.contracts.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -429,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         config = _config_from_args(args)
-        spec = load_feature_spec(args.spec)
-    except ValueError as e:  # FeatureSpecError is a ValueError
+        spec = cli_common.load_spec(args.spec)
+        cli_common.check_out_dir(args.out)
+    except ValueError as e:  # FeatureSpecError and UsageError are ValueErrors
         parser.error(str(e))
     if events.schema_for(spec) != SCHEMA:
         parser.error(f"{args.spec}: its event schema is not the synthetic stream's")
