@@ -262,9 +262,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"installed (pip install {args.backend}); the TensorFlow backend needs "
                 "nothing extra."
             )
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
     result = run(args)
     for kind, value in result["examples_per_s"].items():
         print(

@@ -6,7 +6,7 @@ only the ratios are comparable between runs). This script runs them in turn, pri
 their progress, and writes ``runs/bench/summary.json``. docs/BENCHMARKS.md records the
 figures with the commands that produced them.
 
-Usage: ``python bench/run_all.py [--only NAME,...] [--quick]``.
+Usage: ``python bench/run_all.py [--only NAME,...] [--quick] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -20,32 +20,48 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (script, default args, --quick args)
-BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
-    "synthetic": ("bench/synthetic.py", [], ["--events", "200000"]),
-    "beam_stats": ("bench/beam_stats.py", [], ["--events", "500000"]),
-    "embeddings": ("bench/embeddings.py", [], ["--steps", "2"]),
-    "optimizers": ("bench/optimizers.py", ["--rows", "1000000"], ["--rows", "100000"]),
-    "trainer": (
-        "bench/train_throughput.py",
+# name (= the file bench/NAME.py) -> (default args, --quick args). The quick sizes are
+# the smallest that still exercise every measured path: the smoke test in
+# tests/bench/test_smoke.py runs them all (about two minutes on 2 cores). ``{out}`` is
+# replaced by --out.
+BENCHES: dict[str, tuple[list[str], list[str]]] = {
+    "synthetic": ([], ["--events", "20000"]),
+    "beam_stats": ([], ["--events", "50000", "--hours", "2", "--files-per-hour", "1"]),
+    "embeddings": (
         [],
-        ["--steps", "200", "--events-per-hour", "10000"],
+        ["--rows", "20000,5000,2000,2000", "--batch", "256"]
+        + ["--warmup", "1", "--steps", "1", "--rounds", "1"],
+    ),
+    "optimizers": (
+        ["--rows", "1000000"],
+        ["--rows", "20000", "--features", "2", "--seconds", "0.5", "--min-steps", "1"],
+    ),
+    "train_throughput": (
+        [],
+        ["--work-dir", "{out}/train_throughput", "--hours", "2"]
+        + ["--events-per-hour", "3000", "--steps", "40", "--warmup-steps", "10"]
+        + ["--repeats", "1", "--no-gmf"],
     ),
 }
 
 
-def _run(name: str, script: str, args: list[str]) -> dict:
+def _run(name: str, args: list[str]) -> dict:
+    script = os.path.join("bench", f"{name}.py")
     cmd = [sys.executable, os.path.join(REPO, script), *args]
-    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+    command = " ".join(["python", script, *args])
+    print(f"== {name}: {command}", flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    if proc.returncode or not lines:
+    try:
+        result = json.loads(lines[-1]) if lines and not proc.returncode else None
+    except json.JSONDecodeError:
+        result = None
+    if not isinstance(result, dict):
         tail = (proc.stderr or proc.stdout)[-2000:]
         print(f"   FAILED (exit {proc.returncode}):\n{tail}", flush=True)
-        return {"error": f"exit {proc.returncode}", "command": " ".join(cmd[1:])}
-    result = json.loads(lines[-1])
-    result["command"] = "python " + " ".join(cmd[1:]).replace(REPO + "/", "")
+        return {"error": f"exit {proc.returncode}", "command": command}
+    result["command"] = command
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"   {json.dumps(result)}", flush=True)
     return result
@@ -57,17 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         "--only", default="", help="comma-separated subset of " + ",".join(BENCHES)
     )
     p.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    p.add_argument(
+        "--out",
+        default=os.path.join(REPO, "runs", "bench"),
+        help="folder for summary.json and the benchmarks' work files",
+    )
     args = p.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(BENCHES)
     unknown = sorted(set(names) - set(BENCHES))
     if unknown:
         p.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
     summary = {}
     for name in names:
-        script, full, quick = BENCHES[name]
-        summary[name] = _run(name, script, quick if args.quick else full)
-    out = os.path.join(REPO, "runs", "bench")
-    os.makedirs(out, exist_ok=True)
+        full, quick = BENCHES[name]
+        bench_args = [a.replace("{out}", out) for a in (quick if args.quick else full)]
+        summary[name] = _run(name, bench_args)
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps(summary))

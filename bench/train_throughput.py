@@ -15,7 +15,7 @@ Examples/s is the steady state: from the first progress line at or after
 ``--warmup-steps`` (tf.function tracing excluded) to the last one; the variants run
 round-robin ``--repeats`` times and the best run of each is kept (the machine is
 shared), with every run's figure listed. If the ranking backbones exist
-(``trainer.training.ranking``, ``trainer.models.gmf``), one GMF epoch on ML-1M
+(``trainer.evaluation.ranking``, ``trainer.models.gmf``), one GMF epoch on ML-1M
 (``specs/experiments/gmf_full.yaml``) is timed as well, else skipped with a message.
 
 Usage::
@@ -39,10 +39,6 @@ import time
 from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Run as a script, this file's directory leads sys.path and this file's own name would
-# shadow the ``trainer`` package: put the repository root there instead.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [REPO] + [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 VARIANTS = ("full", "hybrid", "mgqe")
 EXPERIMENTS = {
     "full": "synthetic_full",
@@ -117,7 +113,7 @@ def _gmf_child(job: dict[str, Any]) -> dict[str, Any]:
     """One GMF epoch on ML-1M (training time of the epoch, evaluation excluded)."""
     from trainer.config import load_config
     from trainer.data.sequences import load_sasrec
-    from trainer.training import ranking
+    from trainer.evaluation import ranking
 
     config = load_config(
         os.path.join(REPO, "specs", "experiments", "gmf_full.yaml"),
@@ -290,7 +286,7 @@ def _gmf(args: argparse.Namespace) -> dict[str, Any] | str:
         return "skipped (--no-gmf)"
     missing = [
         m
-        for m in ("trainer.training.ranking", "trainer.models.gmf")
+        for m in ("trainer.evaluation.ranking", "trainer.models.gmf")
         if importlib.util.find_spec(m) is None
     ]
     if missing:
