@@ -59,6 +59,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     _add_submit(sub)
     _add_schedule(sub)
     _add_local(sub)
+    from pipeline import replan  # no TF/Beam: trainer.planning is pure Python
+
+    replan.add_parser(sub)
     return parser.parse_args(argv)
 
 
@@ -154,7 +157,7 @@ def _compile(args: argparse.Namespace) -> int:
 
     from pipeline.hourly import hourly_training
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    _check_dir("--out", os.path.dirname(os.path.abspath(args.out)))
     compiler.Compiler().compile(hourly_training, args.out)
     print(f"compiled hourly_training -> {args.out}")
     return 0
@@ -210,19 +213,55 @@ def _schedule(args: argparse.Namespace) -> int:
 def _run_local(args: argparse.Namespace) -> int:
     from pipeline import local
 
+    _check_local_io(args)
     return _exit_code(local.run_local(args))
 
 
 def _replay(args: argparse.Namespace) -> int:
     from pipeline import local
 
+    _check_local_io(args)
     return _exit_code(local.replay(args))
 
 
 def _demo(args: argparse.Namespace) -> int:
     from pipeline import demo
 
+    _check_dir("--out", args.out)
     return _exit_code(demo.main(args))
+
+
+def _check_local_io(args: argparse.Namespace) -> None:
+    """Fails before any task starts on local-run inputs that cannot work.
+
+    Raises:
+        ValueError: naming the flag (or the config / spec file and its field).
+    """
+    from pipeline import local
+    from trainer.contracts import features, storage
+
+    if not storage.is_gcs(args.logs) and not os.path.isdir(args.logs):
+        what = "is not a directory" if os.path.exists(args.logs) else "does not exist"
+        raise ValueError(f"--logs {args.logs}: {what}")
+    _check_dir("--workdir", args.workdir)
+    settings = local.settings_from_args(args)  # loads --config and the trainer config
+    features.load_feature_spec(settings.feature_spec)
+
+
+def _check_dir(flag: str, path: str) -> None:
+    """``path`` is (or can be made) a writable local directory; gs:// passes."""
+    from trainer.contracts import storage
+
+    if storage.is_gcs(path):
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{flag} {path}: exists and is not a directory")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{flag} {path}: cannot create it ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: not writable")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -293,5 +332,11 @@ def _parameters(cfg: Any, args: argparse.Namespace, hour: str, hour_lag: int) ->
             raise ValueError(
                 f"--param {item!r}: expected NAME=VALUE, NAME one of {sorted(known)}"
             )
-        params[key] = yaml.safe_load(value)
+        try:
+            params[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or "not valid YAML"
+            raise ValueError(
+                f"--param {item!r}: VALUE is not YAML ({problem})"
+            ) from None
     return params

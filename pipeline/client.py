@@ -78,6 +78,7 @@ def submit_run(
         PipelineClientError: if the server rejects the run or cannot be reached.
         FileNotFoundError: if the spec does not exist.
     """
+    _check_host(host)
     _check_spec(pipeline_spec_path)
     client = _connect(host)
     result = _call(
@@ -123,6 +124,7 @@ def schedule(
         ValueError: if ``cron`` does not have 6 fields.
     """
     _check_cron(cron, 6)
+    _check_host(host)
     _check_spec(pipeline_spec_path)
     client = _connect(host)
     exp = _call("create experiment", host, client.create_experiment, experiment)
@@ -263,10 +265,46 @@ def _spec_dict(path: str) -> dict[str, Any]:
 
 
 def _check_spec(path: str) -> None:
+    """The compiled spec exists and parses as a PipelineSpec, before any network.
+
+    Raises:
+        FileNotFoundError: if it does not exist.
+        ValueError: naming the file if it is not a compiled pipeline.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"compiled pipeline spec not found: {path} "
             "(run `python -m pipeline compile`)"
+        )
+    from google.protobuf import json_format
+
+    try:
+        _spec_dict(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except StopIteration:
+        raise ValueError(f"{path}: empty, not a compiled pipeline spec") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML ({_one_line(e)})") from None
+    except (json_format.ParseError, TypeError, AttributeError) as e:
+        raise ValueError(
+            f"{path}: not a compiled pipeline spec ({_one_line(e)}); "
+            "run `python -m pipeline compile`"
+        ) from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def _check_host(host: str) -> None:
+    """``host`` is an http(s) URL with a host name (checked before connecting)."""
+    import urllib.parse
+
+    parsed = urllib.parse.urlsplit(host)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(
+            f"KFP host {redact(host)!r}: expected an http:// or https:// URL"
         )
 
 
