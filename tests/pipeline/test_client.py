@@ -215,3 +215,31 @@ def test_fixture_rejects_invalid_bodies_with_400(kfp_api, path, body, message) -
     assert message in payload["message"]
     assert payload["code"] == 3
     assert kfp_api.state.runs == {} and kfp_api.state.recurring_runs == {}
+
+
+# ------------------------------------------------ checked before any request; redacted
+
+
+def test_bad_hosts_and_specs_are_refused_before_any_request(kfp_api, tmp_path) -> None:
+    not_spec = tmp_path / "not_spec.yaml"
+    not_spec.write_text("pipelineInfo: {name: x}\ncolour: red\n")
+    with pytest.raises(ValueError, match="not a compiled pipeline spec"):
+        client.submit_run(kfp_api.url, str(not_spec), PARAMS, "e", "r")
+    with pytest.raises(ValueError, match="expected an http"):
+        client.schedule("127.0.0.1:8888", SPEC, PARAMS, "h", "e")
+    assert kfp_api.requests == []
+
+
+def test_client_errors_never_show_credentials(kfp_api) -> None:
+    canary = "Canary7f3e9b"
+    host = kfp_api.url.replace("http://", f"http://ops:{canary}@")
+    kfp_api.fail_next("POST", "/runs", 500, f"upstream {host}/x?token={canary}")
+    with pytest.raises(client.PipelineClientError) as err:
+        client.submit_run(host, SPEC, PARAMS, "exp", "r")
+    assert canary not in str(err.value)
+    assert "http://ops:***@" in str(err.value) and "token=***" in str(err.value)
+    port = host.rsplit(":", 1)[-1]
+    kfp_api.stop()  # nothing listens any more
+    with pytest.raises(client.PipelineClientError, match="cannot reach") as err:
+        client.submit_run(f"http://u:{canary}@127.0.0.1:{port}", SPEC, PARAMS, "e", "r")
+    assert canary not in str(err.value)
