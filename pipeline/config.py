@@ -18,14 +18,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import re
-import typing
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from components import images
+from trainer.contracts import typed_config
 
 KFP_HOURLY_CRON = (
     "0 0 * * * *"  # KFP: seconds minutes hours day-of-month month day-of-week
@@ -93,11 +90,19 @@ class DataConfig:
     registry_uri: str
     feature_spec: str
     trainer_config: str = ""  # specs/experiments/NAME.yaml; "" = trainer defaults
+    budget: str = ""  # serving size for `python -m pipeline replan` (64MB, 15%)
 
     def __post_init__(self) -> None:
         _require(bool(self.logs_root), "logs_root", "required")
         _require(bool(self.registry_uri), "registry_uri", "required")
         _require(bool(self.feature_spec), "feature_spec", "must not be empty")
+        if self.budget:  # trainer.planning is pure Python (no TF)
+            from trainer.planning.planner import PlanError, parse_budget
+
+            try:
+                parse_budget(self.budget)
+            except PlanError as e:
+                raise PipelineConfigError(f"budget: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,10 +190,7 @@ class PipelineConfig:
         cls, raw: Mapping[str, Any], source: str = "<dict>"
     ) -> PipelineConfig:
         """Validates a parsed mapping; raises :class:`PipelineConfigError`."""
-        try:
-            return _build(cls, raw, "")
-        except PipelineConfigError as e:
-            raise PipelineConfigError(f"{source}: {e}") from None
+        return typed_config.build(cls, raw, source=source, error=PipelineConfigError)
 
     def parameters(
         self, hour: str, trainer_config: Mapping[str, Any]
@@ -224,65 +226,5 @@ def load_config(path: str) -> PipelineConfig:
     Raises:
         PipelineConfigError: naming ``path`` and the field.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise PipelineConfigError(f"{path}: pipeline config not found") from None
-    except yaml.YAMLError as e:
-        raise PipelineConfigError(f"{path}: not valid YAML: {e}") from None
+    raw = typed_config.load_yaml(path, "pipeline config", PipelineConfigError)
     return PipelineConfig.from_dict(raw, source=path)
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    where = path or "<root>"
-    if not isinstance(raw, Mapping):
-        raise PipelineConfigError(
-            f"{where}: must be a mapping, got {type(raw).__name__}"
-        )
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
-    if unknown:
-        raise PipelineConfigError(
-            f"{path + '.' if path else ''}{unknown[0]}: unknown field; allowed: {names}"
-        )
-    kwargs = {}
-    for name, value in raw.items():
-        field = f"{path}.{name}" if path else name
-        kwargs[name] = _coerce(hints[name], value, field)
-    try:
-        return cls(**kwargs)
-    except PipelineConfigError as e:
-        raise PipelineConfigError(f"{path + '.' if path else ''}{e}") from None
-    except TypeError as e:  # a required field is missing
-        match = re.search(r"'(\w+)'", str(e))
-        missing = match.group(1) if match else str(e)
-        raise PipelineConfigError(
-            f"{path + '.' if path else ''}{missing}: required"
-        ) from None
-
-
-def _coerce(tp: Any, value: Any, field: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, field)
-    if tp is bool:
-        _require(
-            isinstance(value, bool), field, f"must be true or false, got {value!r}"
-        )
-    elif tp is int:
-        _require(
-            isinstance(value, int) and not isinstance(value, bool),
-            field,
-            f"must be an integer, got {value!r}",
-        )
-    elif tp is float:
-        _require(
-            isinstance(value, int | float) and not isinstance(value, bool),
-            field,
-            f"must be a number, got {value!r}",
-        )
-        value = float(value)
-    elif tp is str:
-        _require(isinstance(value, str), field, f"must be a string, got {value!r}")
-    return value

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ import yaml
 
 from reproduce import hashing_data, hashing_results
 from reproduce.hashing_data import hour_name
+from trainer.contracts.fingerprint import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -180,10 +180,8 @@ def _model_dir(root: str, name: str, config: Any, *inputs: Any) -> str:
     """``root/name_<fingerprint>``: a finished model is reused only for the same config
     (and inputs), never for a run with other settings. After changing the code, pass
     a new ``--work-dir``."""
-    blob = json.dumps([config.to_dict(), *inputs], sort_keys=True, default=str)
-    return os.path.join(
-        root, f"{name}_{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
-    )
+    key = fingerprint([config.to_dict(), *inputs], length=10)
+    return os.path.join(root, f"{name}_{key}")
 
 
 def _train_and_score(

@@ -135,3 +135,22 @@ def test_vertex_mirror_is_a_no_op_without_a_project():
 
     v = registry.ModelVersion(1, "gs://b/m", None, "2026-01-01T00", None, "t", {})
     assert vertex_registry.mirror(v, "", "us-central1") is None
+
+
+def test_duplicate_keys_directories_and_bytes_name_the_file(tmp_path) -> None:
+    dup = tmp_path / "dup.yaml"
+    dup.write_text(yaml.safe_dump(MINIMAL) + "kfp: {}\nkfp: {host: http://x}\n")
+    with pytest.raises(PipelineConfigError, match=rf"^{dup}: .*duplicate key 'kfp'"):
+        load_config(str(dup))
+    with pytest.raises(PipelineConfigError, match=rf"^{tmp_path}: is a directory"):
+        load_config(str(tmp_path))
+    raw = tmp_path / "raw.yaml"
+    raw.write_bytes(b"data: {logs_root: \xfe}\n")
+    with pytest.raises(PipelineConfigError, match=rf"^{raw}: not UTF-8"):
+        load_config(str(raw))
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(yaml.safe_dump({**MINIMAL, "shedule": {}}))
+    with pytest.raises(
+        PipelineConfigError, match=r"shedule: unknown field \(did you mean 'schedule'"
+    ):
+        load_config(str(typo))

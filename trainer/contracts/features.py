@@ -20,19 +20,46 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
+from trainer.contracts import typed_config
 
 TIMESTAMP_KEY = "event_ts"
 LABEL_KEY = "label"
-OOV_TOKEN = "[OOV]"  # written nowhere; documents that OOV gets a reserved row
 MAX_CENTROIDS = 2**16
+# Column names become file names (stats artifacts, vocabularies) and TF feature keys.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 
 
 class FeatureSpecError(ValueError):
     """A feature spec failed validation; the message names the file and field."""
+
+
+class EmbeddingKind(enum.StrEnum):
+    """THE list of compression kinds of an id table (trainer config ``embedding.kind``).
+
+    The categorical :class:`Treatment` values of the feature spec are a subset; ``lrf``
+    and ``sq`` exist only for the ranking models' tables.
+    """
+
+    FULL = "full"  # one row per id
+    HASH = "hash"  # one salted hash into `hash_buckets` rows
+    DOUBLE_HASH = "double_hash"  # two salted hashes (Zhang et al. 2020)
+    HYBRID = "hybrid"  # top-k dictionary rows, the rest double-hashed
+    LRF = "lrf"  # low-rank factorisation of the table
+    SQ = "sq"  # post-training scalar quantization
+    DPQ = "dpq"  # DPQ-VQ (Chen et al. 2020)
+    MGQE = "mgqe"  # frequency tiers over DPQ (Kang et al. 2020)
+
+
+EMBEDDING_KINDS = tuple(k.value for k in EmbeddingKind)
+HASH_KINDS = tuple(
+    k.value
+    for k in (EmbeddingKind.HASH, EmbeddingKind.DOUBLE_HASH, EmbeddingKind.HYBRID)
+)
+QUANTIZED_KINDS = (EmbeddingKind.DPQ.value, EmbeddingKind.MGQE.value)
 
 
 class Kind(enum.StrEnum):
@@ -41,37 +68,86 @@ class Kind(enum.StrEnum):
 
 
 class Treatment(enum.StrEnum):
-    """How a feature is turned into ids and embedded."""
+    """How a feature is turned into ids and embedded.
 
-    FULL = "full"  # one row per value in the (capped) dictionary, + 1 OOV row
-    HASH = "hash"  # one salted hash into `hash_buckets` rows
-    DOUBLE_HASH = "double_hash"  # two independent salted hashes, summed or concatenated
-    HYBRID = "hybrid"  # top-k dictionary rows, the rest double-hashed
-    DPQ = "dpq"  # dictionary ids, DPQ-VQ embedding
-    MGQE = "mgqe"  # dictionary ids, frequency tiers, MGQE embedding
+    A categorical treatment's value is its :class:`EmbeddingKind`.
+    """
+
+    FULL = EmbeddingKind.FULL.value  # dictionary rows (capped at top_k) + 1 OOV row
+    HASH = EmbeddingKind.HASH.value
+    DOUBLE_HASH = EmbeddingKind.DOUBLE_HASH.value  # summed or concatenated
+    HYBRID = EmbeddingKind.HYBRID.value
+    DPQ = EmbeddingKind.DPQ.value  # dictionary ids, DPQ-VQ embedding
+    MGQE = EmbeddingKind.MGQE.value  # dictionary ids, frequency tiers, MGQE
     BUCKETIZED = "bucketized"  # numeric -> percentile bucket id
     NUMERIC = "numeric"  # numeric, standardized, fed to the deep part as-is
 
 
-_CATEGORICAL_TREATMENTS = {
-    Treatment.FULL,
-    Treatment.HASH,
-    Treatment.DOUBLE_HASH,
-    Treatment.HYBRID,
-    Treatment.DPQ,
-    Treatment.MGQE,
-}
-_NUMERIC_TREATMENTS = {Treatment.BUCKETIZED, Treatment.NUMERIC}
+_CATEGORICAL_TREATMENTS = frozenset(t for t in Treatment if t.value in EMBEDDING_KINDS)
+_NUMERIC_TREATMENTS = frozenset({Treatment.BUCKETIZED, Treatment.NUMERIC})
+
+
+def embedding_kind(treatment: Treatment) -> str:
+    """The :data:`EMBEDDING_KINDS` entry that embeds a feature of this treatment.
+
+    A bucketized numeric's bucket ids get a full table; a plain numeric has none.
+    """
+    if treatment is Treatment.BUCKETIZED:
+        return EmbeddingKind.FULL.value
+    if treatment not in _CATEGORICAL_TREATMENTS:
+        raise ValueError(f"treatment {treatment.value!r} has no embedding table")
+    return treatment.value
+
+
+def check_non_increasing(
+    field: str,
+    values: Sequence[int],
+    symbol: str = "K",
+    error: type[ValueError] = ValueError,
+) -> None:
+    """THE check of MGQE's ``K_1 >= ... >= K_m`` (and ``D_1 >= ... >= D_m``).
+
+    MGQE paper (Kang et al. 2020): hotter tiers get at least as many centroids
+    (variable K) or subspaces (variable D) as colder ones.
+
+    Raises:
+        error: ``"<field>: must not increase (K_1 >= K_2 >= ...), got [...]"``.
+    """
+    values = list(values)
+    if any(b > a for a, b in zip(values, values[1:], strict=False)):
+        raise error(
+            f"{field}: must not increase ({symbol}_1 >= {symbol}_2 >= ...), "
+            f"got {values}"
+        )
+
+
+def check_name(field: str, name: str, error: type[ValueError] = FeatureSpecError):
+    """A column name must be a safe file name: ``[A-Za-z0-9_][A-Za-z0-9_.-]*``."""
+    if not _SAFE_NAME.fullmatch(name):
+        raise error(
+            f"{field}: {name!r} is not a safe column name (letters, digits, '_', "
+            "'.', '-'; not starting with '.' or '-'; at most 128 characters)"
+        )
+
+
+def _fail(field: str, message: str) -> FeatureSpecError:
+    return FeatureSpecError(f"{field}: {message}")
+
+
+def _positive(field: str, value: int) -> None:
+    if value < 1:
+        raise _fail(field, f"must be an integer >= 1, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureConfig:
-    """One feature and its treatment.
+    """One feature and its treatment; every rule is checked on construction.
 
     Attributes:
-        name: Column name in the event log.
+        name: Column name in the event log (a safe file name, see :func:`check_name`).
         kind: ``categorical`` (string values) or ``numeric`` (float values).
-        treatment: See :class:`Treatment`.
+        treatment: See :class:`Treatment`; default ``hybrid`` for a categorical and
+            ``bucketized`` for a numeric feature.
         embedding_dim: Output width of the feature's embedding.
         top_k: Dictionary size (``hybrid``; cap for ``full``/``dpq``/``mgqe``).
         hash_buckets: Rows per hash table (``hash``, ``double_hash``, ``hybrid``).
@@ -82,11 +158,14 @@ class FeatureConfig:
         num_subspaces: D for DPQ/MGQE.
         num_centroids: K per tier for MGQE (K_1 >= ... >= K_m), or ``[K]`` for DPQ.
         num_buckets: Number of percentile buckets for ``bucketized`` numerics.
+
+    Raises:
+        FeatureSpecError: ``"<field>: <message>"`` for any broken rule.
     """
 
     name: str
     kind: Kind = Kind.CATEGORICAL
-    treatment: Treatment = Treatment.HYBRID
+    treatment: Treatment = None  # type: ignore[assignment]  # set from kind
     embedding_dim: int = 16
     top_k: int = 10_000
     hash_buckets: int = 2**14
@@ -96,6 +175,74 @@ class FeatureConfig:
     num_subspaces: int = 8
     num_centroids: tuple[int, ...] = (256, 64)
     num_buckets: int = 10
+
+    def __post_init__(self) -> None:
+        check_name("name", self.name)
+        if self.treatment is None:
+            categorical = self.kind is Kind.CATEGORICAL
+            default = Treatment.HYBRID if categorical else Treatment.BUCKETIZED
+            object.__setattr__(self, "treatment", default)
+        allowed = (
+            _CATEGORICAL_TREATMENTS
+            if self.kind is Kind.CATEGORICAL
+            else _NUMERIC_TREATMENTS
+        )
+        if self.treatment not in allowed:
+            raise _fail(
+                "treatment",
+                f"{self.treatment.value!r} is not valid for a {self.kind.value} "
+                f"feature; use one of {sorted(t.value for t in allowed)}",
+            )
+        for field in (
+            "embedding_dim",
+            "top_k",
+            "hash_buckets",
+            "num_subspaces",
+            "num_buckets",
+        ):
+            _positive(field, getattr(self, field))
+        if self.hash_combiner not in ("sum", "concat"):
+            raise _fail(
+                "hash_combiner",
+                f"must be 'sum' or 'concat', got {self.hash_combiner!r}",
+            )
+        self._check_tiers()
+        if self.treatment in (Treatment.DPQ, Treatment.MGQE):
+            if self.embedding_dim % self.num_subspaces:
+                raise _fail(
+                    "num_subspaces",
+                    f"embedding_dim {self.embedding_dim} is not divisible by "
+                    f"{self.num_subspaces}",
+                )
+        if self.treatment is Treatment.MGQE and len(self.num_centroids) not in (
+            1,
+            self.num_tiers,
+        ):
+            raise _fail(
+                "num_centroids",
+                f"needs one K per tier ({self.num_tiers} tiers), "
+                f"got {list(self.num_centroids)}",
+            )
+        if self.hash_combiner == "concat" and self.embedding_dim % 2:
+            raise _fail("embedding_dim", "must be even with hash_combiner concat")
+
+    def _check_tiers(self) -> None:
+        shares = list(self.tier_shares)
+        if not all(0 < s < 1 for s in shares):
+            raise _fail("tier_shares", f"must be shares in (0, 1), got {shares}")
+        if any(b <= a for a, b in zip(shares, shares[1:], strict=False)):
+            raise _fail("tier_shares", f"must increase, got {shares}")
+        counts = list(self.tier_min_counts)
+        if not all(c > 0 for c in counts):
+            raise _fail("tier_min_counts", f"must be positive, got {counts}")
+        if any(b >= a for a, b in zip(counts, counts[1:], strict=False)):
+            raise _fail("tier_min_counts", f"must strictly decrease, got {counts}")
+        ks = list(self.num_centroids)
+        if not ks or not all(2 <= k <= MAX_CENTROIDS for k in ks):
+            raise _fail(
+                "num_centroids", f"must be integers in [2, {MAX_CENTROIDS}], got {ks}"
+            )
+        check_non_increasing("num_centroids", ks, "K", FeatureSpecError)
 
     @property
     def uses_dictionary(self) -> bool:
@@ -120,6 +267,14 @@ class CrossConfig:
     features: tuple[str, ...]
     hash_buckets: int = 2**14
 
+    def __post_init__(self) -> None:
+        if len(self.features) < 2:
+            raise _fail("features", "needs at least two feature names")
+        repeated = sorted({n for n in self.features if self.features.count(n) > 1})
+        if repeated:
+            raise _fail("features", f"crosses {repeated[0]!r} with itself")
+        _positive("hash_buckets", self.hash_buckets)
+
     @property
     def name(self) -> str:
         return "_x_".join(self.features)
@@ -127,13 +282,59 @@ class CrossConfig:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """The whole feature spec: timestamp, labels, features and crosses."""
+    """The whole feature spec: timestamp, labels, features and crosses.
+
+    Raises:
+        FeatureSpecError: on construction, naming the field of any broken rule.
+    """
 
     name: str
     features: tuple[FeatureConfig, ...]
     timestamp_key: str = TIMESTAMP_KEY
     label_keys: tuple[str, ...] = (LABEL_KEY,)
     crosses: tuple[CrossConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise _fail("name", "required non-empty string")
+        if not self.features:
+            raise _fail("features", "required non-empty list")
+        check_name("timestamp_key", self.timestamp_key)
+        if not self.label_keys:
+            raise _fail("label_keys", "must be a non-empty list of names")
+        for i, label in enumerate(self.label_keys):
+            check_name(f"label_keys[{i}]", label)
+            if label in self.label_keys[:i]:
+                raise _fail(f"label_keys[{i}]", f"duplicate label {label!r}")
+            if label == self.timestamp_key:
+                raise _fail(f"label_keys[{i}]", f"{label!r} is also the timestamp_key")
+        reserved = {self.timestamp_key, *self.label_keys}
+        by_name: dict[str, FeatureConfig] = {}
+        for i, f in enumerate(self.features):
+            if f.name in by_name:
+                raise _fail(f"features[{i}].name", f"duplicate feature {f.name!r}")
+            if f.name in reserved:
+                raise _fail(
+                    f"features[{i}].name", f"{f.name!r} is the timestamp or a label"
+                )
+            by_name[f.name] = f
+        seen_crosses: dict[frozenset[str], int] = {}
+        for i, c in enumerate(self.crosses):
+            for n in c.features:
+                if n not in by_name:
+                    raise _fail(f"crosses[{i}].features", f"unknown feature {n!r}")
+                if by_name[n].kind is not Kind.CATEGORICAL:
+                    raise _fail(
+                        f"crosses[{i}].features",
+                        f"{n!r} is numeric; only categorical features are crossed",
+                    )
+            key = frozenset(c.features)
+            if key in seen_crosses:
+                raise _fail(
+                    f"crosses[{i}].features",
+                    f"same features as crosses[{seen_crosses[key]}]",
+                )
+            seen_crosses[key] = i
 
     @property
     def categorical(self) -> tuple[FeatureConfig, ...]:
@@ -162,7 +363,7 @@ class FeatureSpec:
         raise KeyError(f"no feature named {name!r} in spec {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return typed_config.to_plain(self)
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>") -> FeatureSpec:
@@ -171,22 +372,18 @@ class FeatureSpec:
         Raises:
             FeatureSpecError: naming ``source`` and the offending field.
         """
-        return _parse_spec(raw, source)
+        return typed_config.build(cls, raw, source=source, error=FeatureSpecError)
 
 
 def load_feature_spec(path: str) -> FeatureSpec:
     """Reads and validates a YAML feature spec from a local path.
 
     Raises:
-        FeatureSpecError: if the file is missing, not YAML, or any field is invalid.
+        FeatureSpecError: if the file is missing, a directory, not UTF-8, not YAML
+            (duplicate keys included), or any field is invalid; the message names
+            the file and the field.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError as e:
-        raise FeatureSpecError(f"{path}: feature spec file not found") from e
-    except yaml.YAMLError as e:
-        raise FeatureSpecError(f"{path}: not valid YAML: {e}") from e
+    raw = typed_config.load_yaml(path, "feature spec file", FeatureSpecError)
     return FeatureSpec.from_dict(raw, source=path)
 
 
@@ -195,236 +392,12 @@ def transformed_name(key: str) -> str:
     return f"{key}_xf"
 
 
-# --------------------------------------------------------------------------- parsing
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_to_plain(v) for v in value]
-    return value
-
-
-def _fail(source: str, field: str, msg: str) -> FeatureSpecError:
-    return FeatureSpecError(f"{source}: {field}: {msg}")
-
-
-def _check_keys(raw: Mapping[str, Any], allowed: set[str], source: str, where: str):
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise _fail(
-            source, where, f"unknown field(s) {unknown}; allowed: {sorted(allowed)}"
-        )
-
-
-def _pos_int(value: Any, source: str, field: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _fail(source, field, f"must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _parse_feature(raw: Any, source: str, where: str) -> FeatureConfig:
-    if not isinstance(raw, Mapping):
-        raise _fail(source, where, f"must be a mapping, got {type(raw).__name__}")
-    fields = {f.name for f in dataclasses.fields(FeatureConfig)}
-    _check_keys(raw, fields, source, where)
-    if "name" not in raw or not isinstance(raw["name"], str) or not raw["name"]:
-        raise _fail(source, f"{where}.name", "required non-empty string")
-    name = raw["name"]
-    where = f"{where} ({name})"
-    try:
-        kind = Kind(raw.get("kind", "categorical"))
-    except ValueError:
-        raise _fail(
-            source,
-            f"{where}.kind",
-            f"{raw.get('kind')!r} is not one of {[k.value for k in Kind]}",
-        ) from None
-    default_treatment = "hybrid" if kind is Kind.CATEGORICAL else "bucketized"
-    try:
-        treatment = Treatment(raw.get("treatment", default_treatment))
-    except ValueError:
-        raise _fail(
-            source,
-            f"{where}.treatment",
-            f"{raw.get('treatment')!r} is not one of {[t.value for t in Treatment]}",
-        ) from None
-    allowed = (
-        _CATEGORICAL_TREATMENTS if kind is Kind.CATEGORICAL else _NUMERIC_TREATMENTS
-    )
-    if treatment not in allowed:
-        raise _fail(
-            source,
-            f"{where}.treatment",
-            f"{treatment.value!r} is not valid for a {kind.value} feature; "
-            f"use one of {sorted(t.value for t in allowed)}",
-        )
-    kw: dict[str, Any] = {"name": name, "kind": kind, "treatment": treatment}
-    for key in (
-        "embedding_dim",
-        "top_k",
-        "hash_buckets",
-        "num_subspaces",
-        "num_buckets",
-    ):
-        if key in raw:
-            kw[key] = _pos_int(raw[key], source, f"{where}.{key}")
-    if "hash_combiner" in raw:
-        if raw["hash_combiner"] not in ("sum", "concat"):
-            raise _fail(
-                source,
-                f"{where}.hash_combiner",
-                f"must be 'sum' or 'concat', got {raw['hash_combiner']!r}",
-            )
-        kw["hash_combiner"] = raw["hash_combiner"]
-    if "tier_shares" in raw:
-        shares = raw["tier_shares"]
-        if not isinstance(shares, list) or not all(
-            isinstance(s, int | float) and 0 < s < 1 for s in shares
-        ):
-            raise _fail(
-                source,
-                f"{where}.tier_shares",
-                f"must be a list of shares in (0, 1), got {shares!r}",
-            )
-        if any(b <= a for a, b in zip(shares, shares[1:], strict=False)):
-            raise _fail(
-                source, f"{where}.tier_shares", f"must increase, got {shares!r}"
-            )
-        kw["tier_shares"] = tuple(float(s) for s in shares)
-    if "tier_min_counts" in raw:
-        counts = raw["tier_min_counts"]
-        if not isinstance(counts, list) or not all(
-            isinstance(c, int) and c > 0 for c in counts
-        ):
-            raise _fail(
-                source,
-                f"{where}.tier_min_counts",
-                f"must be positive integers, got {counts!r}",
-            )
-        if any(b >= a for a, b in zip(counts, counts[1:], strict=False)):
-            raise _fail(
-                source,
-                f"{where}.tier_min_counts",
-                f"must strictly decrease, got {counts!r}",
-            )
-        kw["tier_min_counts"] = tuple(counts)
-    if "num_centroids" in raw:
-        ks = raw["num_centroids"]
-        if isinstance(ks, int):
-            ks = [ks]
-        if (
-            not isinstance(ks, list)
-            or not ks
-            or not all(isinstance(k, int) and 2 <= k <= MAX_CENTROIDS for k in ks)
-        ):
-            raise _fail(
-                source,
-                f"{where}.num_centroids",
-                f"must be integers in [2, {MAX_CENTROIDS}], got {raw['num_centroids']!r}",
-            )
-        if any(b > a for a, b in zip(ks, ks[1:], strict=False)):
-            raise _fail(
-                source,
-                f"{where}.num_centroids",
-                f"must not increase (K_1 >= K_2 ...), got {ks!r}",
-            )
-        kw["num_centroids"] = tuple(ks)
-    cfg = FeatureConfig(**kw)
-    if cfg.treatment in (Treatment.DPQ, Treatment.MGQE):
-        if cfg.embedding_dim % cfg.num_subspaces:
-            raise _fail(
-                source,
-                f"{where}.num_subspaces",
-                f"embedding_dim {cfg.embedding_dim} is not divisible by {cfg.num_subspaces}",
-            )
-    if cfg.treatment is Treatment.MGQE and len(cfg.num_centroids) not in (
-        1,
-        cfg.num_tiers,
-    ):
-        raise _fail(
-            source,
-            f"{where}.num_centroids",
-            f"needs one K per tier ({cfg.num_tiers} tiers), got {list(cfg.num_centroids)}",
-        )
-    if cfg.hash_combiner == "concat" and cfg.embedding_dim % 2:
-        raise _fail(
-            source, f"{where}.embedding_dim", "must be even with hash_combiner concat"
-        )
-    return cfg
-
-
-def _parse_spec(raw: Any, source: str) -> FeatureSpec:
-    if not isinstance(raw, Mapping):
-        raise _fail(source, "<root>", f"must be a mapping, got {type(raw).__name__}")
-    _check_keys(
-        raw,
-        {"name", "timestamp_key", "label_keys", "features", "crosses"},
-        source,
-        "<root>",
-    )
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise _fail(source, "name", "required non-empty string")
-    feats = raw.get("features")
-    if not isinstance(feats, list) or not feats:
-        raise _fail(source, "features", "required non-empty list")
-    features = tuple(
-        _parse_feature(f, source, f"features[{i}]") for i, f in enumerate(feats)
-    )
-    seen: set[str] = set()
-    for i, f in enumerate(features):
-        if f.name in seen:
-            raise _fail(source, f"features[{i}].name", f"duplicate feature {f.name!r}")
-        seen.add(f.name)
-    labels = raw.get("label_keys", [LABEL_KEY])
-    if (
-        not isinstance(labels, list)
-        or not labels
-        or not all(isinstance(x, str) and x for x in labels)
-    ):
-        raise _fail(
-            source, "label_keys", f"must be a non-empty list of names, got {labels!r}"
-        )
-    ts = raw.get("timestamp_key", TIMESTAMP_KEY)
-    if not isinstance(ts, str) or not ts:
-        raise _fail(source, "timestamp_key", f"must be a non-empty string, got {ts!r}")
-    reserved = {ts, *labels}
-    for i, f in enumerate(features):
-        if f.name in reserved:
-            raise _fail(
-                source, f"features[{i}].name", f"{f.name!r} is the timestamp or a label"
-            )
-    crosses = []
-    for i, c in enumerate(raw.get("crosses") or []):
-        where = f"crosses[{i}]"
-        if not isinstance(c, Mapping):
-            raise _fail(source, where, "must be a mapping")
-        _check_keys(c, {"features", "hash_buckets"}, source, where)
-        names = c.get("features")
-        if not isinstance(names, list) or len(names) < 2:
-            raise _fail(source, f"{where}.features", "needs at least two feature names")
-        for n in names:
-            if n not in seen:
-                raise _fail(source, f"{where}.features", f"unknown feature {n!r}")
-        buckets = _pos_int(
-            c.get("hash_buckets", 2**14), source, f"{where}.hash_buckets"
-        )
-        crosses.append(CrossConfig(features=tuple(names), hash_buckets=buckets))
-    return FeatureSpec(
-        name=name,
-        features=features,
-        timestamp_key=ts,
-        label_keys=tuple(labels),
-        crosses=tuple(crosses),
-    )
-
-
 def head_size(vocab_size: int, share: float) -> int:
-    """Tier boundary for a share of the vocabulary: ceil(share * n) (ALGORITHMS 2.1)."""
+    """Tier boundary for a share of the vocabulary: ``ceil(share * n)``.
+
+    MGQE paper (Kang et al. 2020) splits the frequency-ranked vocabulary by hand-chosen
+    shares (head = top 10 % by default) without stating the rounding; ceil is ours.
+    """
     return min(vocab_size, math.ceil(share * vocab_size - 1e-9))
 
 

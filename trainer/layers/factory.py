@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from trainer.config import EmbeddingConfig
-from trainer.contracts.features import FeatureConfig, Treatment, tier_boundaries
+from trainer.contracts.features import FeatureConfig, embedding_kind, tier_boundaries
 
 _IDS_PER_EXAMPLE = {"hash": 1, "double_hash": 2, "hybrid": 3}
 
@@ -117,17 +117,6 @@ def build_embedding(
     raise ValueError(f"unknown embedding kind {kind!r}")
 
 
-_TREATMENT_TO_KIND = {
-    Treatment.FULL: "full",
-    Treatment.HASH: "hash",
-    Treatment.DOUBLE_HASH: "double_hash",
-    Treatment.HYBRID: "hybrid",
-    Treatment.DPQ: "dpq",
-    Treatment.MGQE: "mgqe",
-    Treatment.BUCKETIZED: "full",
-}
-
-
 def feature_embedding_config(
     feature: FeatureConfig, base: EmbeddingConfig | None = None
 ) -> EmbeddingConfig:
@@ -135,7 +124,7 @@ def feature_embedding_config(
     import dataclasses
 
     base = base or EmbeddingConfig()
-    kind = _TREATMENT_TO_KIND[feature.treatment]
+    kind = embedding_kind(feature.treatment)
     ks = feature.num_centroids if kind == "mgqe" else feature.num_centroids[:1]
     num_subspaces = (
         feature.num_subspaces if kind in ("dpq", "mgqe") else base.num_subspaces

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from keras import ops
 
+from trainer.contracts.features import check_non_increasing
 from trainer.layers import base, vq_ops
 from trainer.layers import dpq_embedding as dpq
 
@@ -38,11 +39,7 @@ def int_list(name: str, value: Any) -> list[int]:
 
 def non_increasing(name: str, values: list[int], symbol: str) -> None:
     """Raises ValueError naming ``name`` unless ``values[0] >= values[1] >= ...``."""
-    if any(b > a for a, b in zip(values, values[1:], strict=False)):
-        raise ValueError(
-            f"`{name}` must not increase ({symbol}_1 >= {symbol}_2 >= ...). "
-            f"Received: {values}"
-        )
+    check_non_increasing(f"`{name}`", values, symbol)
 
 
 def check_variable_d(

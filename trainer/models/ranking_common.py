@@ -25,7 +25,7 @@ import numpy as np
 from keras import ops
 
 from trainer.config import EmbeddingConfig
-from trainer.contracts.features import tier_boundaries
+from trainer.contracts.features import HASH_KINDS, tier_boundaries
 from trainer.layers.factory import build_embedding
 
 
@@ -88,9 +88,6 @@ def build_table(
     # Built now: the model's variables must exist before the train step lists them.
     layer.build((None,))
     return layer
-
-
-HASH_KINDS = ("hash", "double_hash", "hybrid")
 
 
 def hashed_ids(cfg: EmbeddingConfig, num_rows: int) -> np.ndarray:

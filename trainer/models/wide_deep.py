@@ -26,14 +26,17 @@ import keras
 import numpy as np
 from keras import ops
 
-from trainer.contracts.features import FeatureSpec, Treatment, transformed_name
+from trainer.contracts.features import (
+    HASH_KINDS,
+    FeatureSpec,
+    Treatment,
+    transformed_name,
+)
 from trainer.layers.factory import (
     build_embedding,
     feature_embedding_config,
     ids_per_example,
 )
-
-WIDE_KINDS = ("hash", "double_hash", "hybrid")
 
 
 @keras.saving.register_keras_serializable(package="compactrec")
@@ -108,7 +111,7 @@ class WideAndDeep(keras.Model):
             self.deep_embeddings[f.name] = build_embedding(
                 cfg, rows, f"emb_{f.name}", **extra
             )
-            wide_kind = cfg.kind if cfg.kind in WIDE_KINDS else "full"
+            wide_kind = cfg.kind if cfg.kind in HASH_KINDS else "full"
             wide_cfg = dataclasses.replace(cfg, kind=wide_kind, dim=1, combiner="sum")
             self.wide_tables[f.name] = build_embedding(
                 wide_cfg, rows, f"wide_{f.name}", **extra

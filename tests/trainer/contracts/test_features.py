@@ -116,10 +116,199 @@ BAD_SPECS = [
     (_spec({"kind": "numeric"}), r"features\[0\]\.name", "required"),
     ({"name": "t", "features": []}, "features", "non-empty"),
     ({"features": [{"name": "a"}]}, "name", "required"),
-    (_spec({"name": "a"}, labels=["x"]), "<root>", "labels"),
+    (_spec({"name": "a"}, labels=["x"]), "labels", "did you mean 'label_keys'"),
     (_spec({"name": "a"}, label_keys=[]), "label_keys", "non-empty"),
     (["not", "a", "mapping"], "<root>", "mapping"),
 ]
+
+# Issue 11, item 3: names that are not safe file names, overlapping or repeated
+# label/timestamp columns, crosses of a feature with itself or with a numeric,
+# non-integer sizes. One case per rule; each names the file and the field.
+STRICT_RULES = {
+    "name_with_slash": (_spec({"name": "a/b"}), r"features\[0\]\.name", "safe"),
+    "name_parent_dir": (_spec({"name": "../x"}), r"features\[0\]\.name", "safe"),
+    "name_empty": (_spec({"name": ""}), r"features\[0\]\.name", "safe"),
+    "name_leading_dot": (_spec({"name": ".hidden"}), r"features\[0\]\.name", "safe"),
+    "name_not_a_string": (_spec({"name": 7}), r"features\[0\]\.name", "string"),
+    "label_unsafe": (
+        _spec({"name": "a"}, label_keys=["x/y"]),
+        r"label_keys\[0\]",
+        "safe",
+    ),
+    "timestamp_unsafe": (
+        _spec({"name": "a"}, timestamp_key="../ts"),
+        "timestamp_key",
+        "safe",
+    ),
+    "duplicate_label_keys": (
+        _spec({"name": "a"}, label_keys=["click", "click"]),
+        r"label_keys\[1\]",
+        "duplicate label 'click'",
+    ),
+    "timestamp_is_a_label": (
+        _spec({"name": "a"}, timestamp_key="click", label_keys=["click"]),
+        r"label_keys\[0\]",
+        "also the timestamp_key",
+    ),
+    "feature_is_a_label": (
+        _spec({"name": "click"}, label_keys=["click"]),
+        r"features\[0\]\.name",
+        "timestamp or a label",
+    ),
+    "feature_is_the_timestamp": (
+        _spec({"name": "ts"}, timestamp_key="ts"),
+        r"features\[0\]\.name",
+        "timestamp or a label",
+    ),
+    "cross_with_itself": (
+        _spec({"name": "a"}, crosses=[{"features": ["a", "a"]}]),
+        r"crosses\[0\]\.features",
+        "'a' with itself",
+    ),
+    "cross_with_a_numeric": (
+        _spec(
+            {"name": "a"},
+            {"name": "p", "kind": "numeric"},
+            crosses=[{"features": ["a", "p"]}],
+        ),
+        r"crosses\[0\]\.features",
+        "'p' is numeric",
+    ),
+    "cross_repeated": (
+        _spec(
+            {"name": "a"},
+            {"name": "b"},
+            crosses=[{"features": ["a", "b"]}, {"features": ["b", "a"]}],
+        ),
+        r"crosses\[1\]\.features",
+        r"same features as crosses\[0\]",
+    ),
+    "cross_of_one": (
+        _spec({"name": "a"}, crosses=[{"features": ["a"]}]),
+        r"crosses\[0\]\.features",
+        "at least two",
+    ),
+    "buckets_float": (
+        _spec({"name": "a", "hash_buckets": 10.5}),
+        r"features\[0\]\.hash_buckets",
+        "must be an integer, got 10.5",
+    ),
+    "buckets_bool": (
+        _spec({"name": "p", "kind": "numeric", "num_buckets": True}),
+        r"features\[0\]\.num_buckets",
+        "must be an integer, got True",
+    ),
+    "buckets_integral_float": (
+        _spec({"name": "a", "top_k": 100.0}),
+        r"features\[0\]\.top_k",
+        "must be an integer",
+    ),
+    "cross_buckets_string": (
+        _spec(
+            {"name": "a"},
+            {"name": "b"},
+            crosses=[{"features": ["a", "b"], "hash_buckets": "big"}],
+        ),
+        r"crosses\[0\]\.hash_buckets",
+        "must be an integer",
+    ),
+    "centroids_float": (
+        _spec({"name": "a", "treatment": "mgqe", "num_centroids": [256, 6.5]}),
+        r"features\[0\]\.num_centroids\[1\]",
+        "must be an integer",
+    ),
+    "centroids_too_many": (
+        _spec({"name": "a", "treatment": "dpq", "num_centroids": [2**17]}),
+        r"features\[0\]\.num_centroids",
+        r"\[2, 65536\]",
+    ),
+    "share_not_a_number": (
+        _spec({"name": "a", "tier_shares": ["ten"]}),
+        r"features\[0\]\.tier_shares\[0\]",
+        "must be a number",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "raw,field,detail", list(STRICT_RULES.values()), ids=list(STRICT_RULES)
+)
+def test_strict_rules_name_file_and_field(tmp_path, raw, field, detail) -> None:
+    path = _write(tmp_path, raw, "bad_spec.yaml")
+    with pytest.raises(FeatureSpecError) as err:
+        load_feature_spec(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: "), msg
+    assert re.search(rf"{path}: {field}: ", msg), msg
+    assert re.search(detail, msg), msg
+    assert "\n" not in msg
+
+
+BAD_FILES = {
+    "duplicate_top_level_key": (
+        "name: t\nname: u\nfeatures: [{name: a}]\n",
+        "found duplicate key 'name'",
+    ),
+    "duplicate_feature_key": (
+        "name: t\nfeatures:\n  - {name: a, top_k: 10, top_k: 20}\n",
+        "found duplicate key 'top_k'",
+    ),
+    "not_utf8": (b"name: t\xff\nfeatures: [{name: a}]\n", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize(
+    "content,detail", list(BAD_FILES.values()), ids=list(BAD_FILES)
+)
+def test_bad_files_name_the_file(tmp_path, content, detail) -> None:
+    path = tmp_path / "spec.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    with pytest.raises(FeatureSpecError, match=f"^{path}: .*{detail}"):
+        load_feature_spec(str(path))
+
+
+def test_directory_as_spec_path_names_it(tmp_path) -> None:
+    with pytest.raises(FeatureSpecError, match=f"^{tmp_path}: is a directory"):
+        load_feature_spec(str(tmp_path))
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path) -> None:
+    path = _write(
+        tmp_path,
+        "base: &b {treatment: full, top_k: 8}\n"
+        "name: t\nfeatures:\n  - {<<: *b, name: a, top_k: 16}\n",
+    )
+    # `base` is not a spec field: the merge itself is accepted, the extra key is not.
+    with pytest.raises(FeatureSpecError, match="base: unknown field"):
+        load_feature_spec(path)
+    path = _write(
+        tmp_path,
+        "name: t\nfeatures:\n  - &a {name: a, treatment: full, top_k: 8}\n"
+        "  - {<<: *a, name: b, top_k: 16}\n",
+    )
+    spec = load_feature_spec(path)
+    assert (
+        spec.feature("b").top_k == 16 and spec.feature("b").treatment is Treatment.FULL
+    )
+
+
+def test_direct_construction_checks_the_same_rules() -> None:
+    with pytest.raises(FeatureSpecError, match="num_centroids: must not increase"):
+        features.FeatureConfig("a", treatment=Treatment.MGQE, num_centroids=(64, 256))
+    assert features.FeatureConfig("p", Kind.NUMERIC).treatment is Treatment.BUCKETIZED
+
+
+def test_one_compression_kind_list() -> None:
+    categorical = {t.value for t in Treatment} - {"bucketized", "numeric"}
+    assert categorical <= set(features.EMBEDDING_KINDS)
+    assert set(features.HASH_KINDS) <= set(features.EMBEDDING_KINDS)
+    assert features.embedding_kind(Treatment.BUCKETIZED) == "full"
+    assert features.embedding_kind(Treatment.MGQE) == "mgqe"
+    with pytest.raises(ValueError, match="no embedding table"):
+        features.embedding_kind(Treatment.NUMERIC)
 
 
 @pytest.mark.parametrize("raw,field,detail", BAD_SPECS)
