@@ -12,9 +12,16 @@ stamped with their ``event_ts``; malformed ones become dead letters. Events fall
 ``FixedWindows(window_s)``; the ``AfterWatermark`` trigger fires an on-time pane when
 the watermark passes the window end and a late pane for every late event that arrives
 within the allowed lateness, with ACCUMULATING panes (each pane holds the window's
-full counts so far). Later data is dropped by Beam. Each pane (re)writes the window's
-dictionary under ``OUT/window=YYYY-MM-DDTHH/`` in the batch artifact layout, plus
-``panes/<feature>.json`` with the pane index and timing.
+full counts so far). Events later than that are not left for Beam to drop silently:
+:class:`RouteLateEventsFn` (keyed by window, an event-time timer at the window's
+expiry) writes them as dead letters to ``OUT/dead_letter/late-*.jsonl`` and counts them
+in the ``late_events`` metric. The exception is the very first event of a window that
+has already expired (no event of that window came before its expiry): a Python DoFn
+cannot read the watermark, so that one is still dropped by Beam. Each pane (re)writes
+the window's dictionary under ``OUT/window=YYYY-MM-DDTHH/`` in the batch artifact
+layout, plus ``panes/<feature>.json`` with the pane index and timing.
+
+The runner is explicit: ``--runner`` defaults to the DirectRunner (never Prism).
 """
 
 from __future__ import annotations
@@ -23,14 +30,19 @@ import argparse
 import datetime as dt
 import json
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.coders import BooleanCoder
+from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.transforms import trigger, window
-from apache_beam.utils.timestamp import Duration
+from apache_beam.transforms import trigger, userstate, window
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.utils.timestamp import Duration, Timestamp
 
+from beam_jobs import cli_common
 from beam_jobs.frequencies import (
     CountFeatureValues,
     FeatureDictionary,
@@ -38,7 +50,7 @@ from beam_jobs.frequencies import (
     TopKDictionary,
 )
 from trainer.contracts import artifacts, events, storage
-from trainer.contracts.features import FeatureSpec, load_feature_spec
+from trainer.contracts.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 
@@ -56,26 +68,104 @@ class ParseEventFn(beam.DoFn):
         self._source = source
 
     def process(self, message: bytes | str) -> Iterator[Any]:
-        text = (
-            message.decode("utf-8", "replace")
-            if isinstance(message, bytes)
-            else message
-        )
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as e:
-            reason = f"bad JSON: {e.msg}"
-            yield beam.pvalue.TaggedOutput(
-                self.DEAD, events.DeadLetter(self._source, 0, reason, text[:2000])
-            )
-            return
-        row, reason = events.validate_record(record, self._spec)
-        if row is None:
-            yield beam.pvalue.TaggedOutput(
-                self.DEAD, events.DeadLetter(self._source, 0, reason, text[:2000])
-            )
+        row, letter = events.parse_record(message, self._spec, self._source, 0)
+        if letter is not None:
+            yield beam.pvalue.TaggedOutput(self.DEAD, letter)
             return
         yield window.TimestampedValue(row, row[self._spec.timestamp_key])
+
+
+_EXPIRED = userstate.ReadModifyWriteStateSpec("expired", BooleanCoder())
+_EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
+_EXPIRED_PARAM = beam.DoFn.StateParam(_EXPIRED)
+_EXPIRY_PARAM = beam.DoFn.TimerParam(_EXPIRY)
+
+
+class RouteLateEventsFn(beam.DoFn):
+    """Rows keyed by window start -> on-time rows; too-late rows become dead letters.
+
+    Per window key, an event-time timer at ``window end + allowed lateness`` marks the
+    window expired; later rows of it are written (at bundle end) as dead letters to
+    ``OUT/dead_letter/late-<window>-<id>.jsonl``, counted in the ``late_events``
+    metric and emitted on the ``late`` output.
+    """
+
+    LATE = "late"
+
+    def __init__(
+        self, out: str | None, spec: FeatureSpec, window_s: int, lateness_s: int
+    ):
+        self._out = out
+        self._spec = spec
+        self._window_s = window_s
+        self._lateness_s = lateness_s
+        self._late_events = Metrics.counter("streaming", "late_events")
+        self._pending: dict[int, list[events.DeadLetter]] = {}
+
+    def start_bundle(self) -> None:
+        self._pending = {}
+
+    def process(
+        self,
+        item: tuple[int, dict[str, Any]],
+        expired: Any = _EXPIRED_PARAM,
+        expiry: Any = _EXPIRY_PARAM,
+    ) -> Iterator[Any]:
+        start, row = item
+        if expired.read():
+            letter = events.DeadLetter(
+                "stream",
+                0,
+                f"late: window {_hour_text(start)} expired (allowed lateness "
+                f"{self._lateness_s} s)",
+                json.dumps(row, sort_keys=True, default=str)[:2000],
+            )
+            self._late_events.inc()
+            self._pending.setdefault(start, []).append(letter)
+            yield beam.pvalue.TaggedOutput(self.LATE, letter)
+            return
+        expiry.set(Timestamp(start + self._window_s + self._lateness_s))
+        yield window.TimestampedValue(row, row[self._spec.timestamp_key])
+
+    @userstate.on_timer(_EXPIRY)
+    def _on_expiry(self, expired: Any = _EXPIRED_PARAM) -> None:
+        expired.write(True)
+
+    def finish_bundle(self) -> None:
+        if self._out is None:
+            return
+        for start, letters in self._pending.items():
+            name = f"late-{_hour_text(start)}-{uuid.uuid4().hex[:12]}.jsonl"
+            uri = storage.join(artifacts.dead_letter_dir(self._out), name)
+            events.write_dead_letters(uri, letters)
+        self._pending = {}
+
+
+def _hour_text(start: int) -> str:
+    return events.format_hour(dt.datetime.fromtimestamp(start, tz=dt.UTC))
+
+
+class RouteLateEvents(beam.PTransform):
+    """Timestamped rows -> on-time rows (main) and ``late`` dead letters."""
+
+    def __init__(
+        self, spec: FeatureSpec, out: str | None, window_s: int, lateness_s: int
+    ) -> None:
+        super().__init__()
+        self._spec, self._out = spec, out
+        self._window_s, self._lateness_s = window_s, lateness_s
+
+    def expand(self, rows):
+        key = self._spec.timestamp_key
+        w = self._window_s
+        return (
+            rows
+            | "KeyByWindow" >> beam.Map(lambda r: (int(r[key]) // w * w, r))
+            | "RouteLate"
+            >> beam.ParDo(
+                RouteLateEventsFn(self._out, self._spec, w, self._lateness_s)
+            ).with_outputs(RouteLateEventsFn.LATE, main="rows")
+        )
 
 
 class WindowedFeatureStats(
@@ -209,7 +299,11 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[st
         "--allowed-lateness-s", type=int, default=DEFAULT_ALLOWED_LATENESS_S
     )
     parser.add_argument("--approx-capacity", type=int, default=None)
-    return parser.parse_known_args(argv)
+    parser.add_argument(
+        "--runner", default="DirectRunner", help="Beam runner (default DirectRunner)"
+    )
+    args, rest = cli_common.parse_known_args(parser, argv)
+    return args, [f"--runner={args.runner}", *rest]
 
 
 def build_pipeline(
@@ -228,6 +322,9 @@ def build_pipeline(
     parsed = messages | "Parse" >> beam.ParDo(ParseEventFn(spec)).with_outputs(
         ParseEventFn.DEAD, main="rows"
     )
+    routed = parsed.rows | "Late" >> RouteLateEvents(
+        spec, out, window_s, allowed_lateness_s
+    )
     _ = (
         parsed[ParseEventFn.DEAD]
         | "DeadWindows" >> beam.WindowInto(window.FixedWindows(window_s))
@@ -236,7 +333,7 @@ def build_pipeline(
         | "WriteDead" >> beam.ParDo(_WriteDeadLettersFn(out))
     )
     return (
-        parsed.rows
+        routed.rows
         | "Stats"
         >> WindowedFeatureStats(spec, window_s, allowed_lateness_s, capacity=capacity)
         | "Write" >> beam.ParDo(WriteWindowArtifactsFn(out, spec))
@@ -246,7 +343,12 @@ def build_pipeline(
 def run(argv: Sequence[str] | None = None) -> None:
     """Starts the streaming job (runs until cancelled on a streaming runner)."""
     args, pipeline_args = _parse_args(argv)
-    spec = load_feature_spec(args.spec)
+    if args.window_s <= 0 or args.allowed_lateness_s < 0:
+        raise cli_common.UsageError(
+            "--window-s must be > 0 and --allowed-lateness-s >= 0"
+        )
+    spec = cli_common.load_spec(args.spec)
+    cli_common.check_out_dir(args.out)
     options = PipelineOptions(pipeline_args)
     options.view_as(StandardOptions).streaming = True
     with beam.Pipeline(options=options) as p:
@@ -263,6 +365,15 @@ def run(argv: Sequence[str] | None = None) -> None:
         )
 
 
-if __name__ == "__main__":
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point: 2 with one ``error:`` line for bad flags, spec or paths."""
     logging.basicConfig(level=logging.INFO)
-    run()
+    try:
+        run(argv)
+    except cli_common.UsageError as e:
+        return cli_common.fail(str(e))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

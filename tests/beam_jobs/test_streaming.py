@@ -35,7 +35,7 @@ def _stream() -> test_stream.TestStream:
         .advance_watermark_to(end0 + 1)  # on-time pane of hour 0
         .add_elements([_msg("c", ts_of(0, 40))])  # late, within the allowed lateness
         .advance_watermark_to(end0 + LATENESS_S + 60)  # hour 0 expires
-        .add_elements([_msg("d", ts_of(0, 50))])  # too late: dropped
+        .add_elements([_msg("d", ts_of(0, 50))])  # too late: a dead letter
         .advance_watermark_to_infinity()
     )
 
@@ -46,7 +46,7 @@ def _options() -> PipelineOptions:
     return options
 
 
-def test_windows_fire_on_time_then_late_and_drop_too_late_data(tiny_spec) -> None:
+def test_windows_fire_on_time_then_late_and_route_too_late_data(tiny_spec) -> None:
     with test_pipeline.TestPipeline(options=_options()) as p:
         parsed = (
             p
@@ -118,5 +118,50 @@ def test_each_pane_rewrites_its_window_artifacts(
         and pane["pane_index"] == 1
     )
     assert artifacts.read_tiers(hour0, "item").tolist() == [0, 1, 2]
-    dead_files = list((tmp_path / "stream" / "dead_letter").glob("*.jsonl"))
-    assert len(dead_files) == 1 and "bad JSON" in dead_files[0].read_text()
+    dead_dir = tmp_path / "stream" / "dead_letter"
+    [bad_json] = [p for p in dead_dir.glob("window=*.jsonl")]
+    assert "bad JSON" in bad_json.read_text()
+    [late_file] = list(dead_dir.glob("late-*.jsonl"))
+    [late] = [json.loads(line) for line in late_file.read_text().splitlines()]
+    assert late["reason"] == (
+        f"late: window {hour_text(0)} expired (allowed lateness {LATENESS_S} s)"
+    )
+    assert json.loads(late["record"])["item"] == "d"  # the too-late event, kept
+
+
+def test_too_late_events_are_dead_letters_with_a_count(
+    tiny_spec, tmp_path: pathlib.Path
+) -> None:
+    """Every too-late event of an open-then-expired window is counted, none dropped."""
+    out = str(tmp_path / "late")
+    stream = (
+        test_stream.TestStream()
+        .advance_watermark_to(ts_of(0))
+        .add_elements([_msg("a", ts_of(0, 1))])
+        .advance_watermark_to(ts_of(1) + LATENESS_S + 1)  # hour 0 expires
+        .add_elements([_msg(f"late{i}", ts_of(0, 10 + i)) for i in range(5)])
+        .add_elements([_msg("b", ts_of(1, 7))])  # hour 1 is still open
+        .advance_watermark_to_infinity()
+    )
+    with test_pipeline.TestPipeline(options=_options()) as p:
+        routed = (
+            p
+            | stream
+            | beam.ParDo(streaming.ParseEventFn(tiny_spec)).with_outputs(
+                streaming.ParseEventFn.DEAD, main="rows"
+            )
+        ).rows | streaming.RouteLateEvents(tiny_spec, out, 3600, LATENESS_S)
+        late = routed[streaming.RouteLateEventsFn.LATE] | beam.Map(
+            lambda d: json.loads(d.record)["item"]
+        )
+        assert_that(late, equal_to([f"late{i}" for i in range(5)]), label="Late")
+        on_time = routed.rows | beam.Map(lambda r: r["item"])
+        assert_that(on_time, equal_to(["a", "b"]), label="OnTime")
+    letters = [
+        json.loads(line)
+        for f in (tmp_path / "late" / "dead_letter").glob("late-*.jsonl")
+        for line in f.read_text().splitlines()
+    ]
+    assert sorted(json.loads(d["record"])["item"] for d in letters) == [
+        f"late{i}" for i in range(5)
+    ]
