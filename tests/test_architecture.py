@@ -40,8 +40,6 @@ LONG_MODULES: dict[str, str] = {
     "TF and in NumPy side by side, so that the two cannot drift apart",
     "trainer/layers/compact_embedding.py": "the shared vector-quantization base of "
     "DPQ and MGQE and both layers; splitting it would split one algorithm",
-    "trainer/training/ranking.py": "the ranking backbones' data, step and "
-    "evaluation wiring kept in one place while they move onto the one loop",
     "trainer/training/optimizers.py": "the one optimizer factory and the row-sparse "
     "LazyAdam/Adagrad implementations it names",
     "trainer/contracts/events.py": "the event schema, its validation and the hour "
@@ -52,8 +50,6 @@ LONG_MODULES: dict[str, str] = {
     "the quantized swap",
     "trainer/serving/sizes.py": "THE size accounting: one formula per compression "
     "kind, each with its paper reference",
-    "trainer/evaluation/metrics.py": "the streaming metrics (RCE, AUC, log loss, "
-    "ranking metrics) and their per-slice variants",
     "beam_jobs/frequencies.py": "the frequency PTransforms (counts, top-k "
     "dictionaries, tiers) that the stats job composes",
     "beam_jobs/synthetic.py": "the power-law synthetic stream, its knobs and CLI",

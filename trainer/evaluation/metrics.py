@@ -1,8 +1,7 @@
-"""Offline and streaming metrics: RCE, log loss, AUC, HR@K and NDCG@K.
+"""Offline metrics: RCE, log loss, AUC, HR@K and NDCG@K.
 
-Each metric exists as a plain NumPy function (the reference) and, where it is used
-during training, as a registered Keras 3 metric whose result equals the NumPy function
-over the concatenated batches.
+Plain NumPy functions over whole arrays: the evaluation of a trained model computes
+its scores first and then these.
 
 Ranking (ALGORITHMS.md 5): one relevant item per user; the 0-based rank of the target is
 ``r = #{j != target, j not excluded : s_j >= s_target}``. Ties count **against** the
@@ -24,9 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
 import numpy as np
-from keras import ops
 
 EPSILON = 1e-7
 ArrayLike = Any
@@ -294,155 +291,3 @@ def sample_sasrec_candidates(
         out[user, 0] = target
         out[user, 1:] = pool[rng.integers(0, pool.size, size=num_negatives)]
     return out
-
-
-@keras.saving.register_keras_serializable(package="recsys")
-class RelativeCrossEntropy(keras.metrics.Metric):
-    """Streaming RCE in percent (Twitter; ALGORITHMS.md 4) from Σw·y, Σw and Σw·BCE.
-
-    The mean label is that of the data passed to ``update_state`` (the eval set), so the
-    result equals :func:`relative_cross_entropy` over all batches concatenated.
-
-    Args:
-        from_logits: Whether predictions are logits (``sigmoid`` is applied first).
-        epsilon: Clipping margin for predictions and the mean label.
-        name: Metric name.
-        **kwargs: Passed to ``keras.metrics.Metric``.
-
-    Example:
-        >>> rce = RelativeCrossEntropy()
-        >>> rce.update_state([0.0, 1.0, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5])
-        >>> round(float(rce.result()), 6)
-        0.0
-    """
-
-    def __init__(
-        self,
-        from_logits: bool = False,
-        epsilon: float = EPSILON,
-        name: str = "rce",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name=name, **kwargs)
-        self.from_logits = from_logits
-        self.epsilon = epsilon
-        self.label_sum = self._state("label_sum")
-        self.weight_sum = self._state("weight_sum")
-        self.bce_sum = self._state("bce_sum")
-
-    def _state(self, name: str) -> keras.Variable:
-        return self.add_variable(
-            shape=(), initializer="zeros", dtype="float64", name=name
-        )
-
-    def update_state(
-        self, y_true: Any, y_pred: Any, sample_weight: Any | None = None
-    ) -> None:
-        """Accumulates a batch of labels and predictions (same shape)."""
-        y = ops.cast(ops.reshape(y_true, (-1,)), "float64")
-        p = ops.cast(ops.reshape(y_pred, (-1,)), "float64")
-        if self.from_logits:
-            p = ops.sigmoid(p)
-        p = ops.clip(p, self.epsilon, 1.0 - self.epsilon)
-        w = ops.ones_like(y)
-        if sample_weight is not None:
-            w = ops.reshape(
-                ops.broadcast_to(ops.cast(sample_weight, "float64"), ops.shape(y_true)),
-                (-1,),
-            )
-        bce = -(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p))
-        self.label_sum.assign_add(ops.sum(w * y))
-        self.weight_sum.assign_add(ops.sum(w))
-        self.bce_sum.assign_add(ops.sum(w * bce))
-
-    def result(self) -> Any:
-        """RCE in percent (float32)."""
-        weight = ops.maximum(self.weight_sum, 1e-300)
-        mean = self.label_sum / weight
-        q = ops.clip(mean, self.epsilon, 1.0 - self.epsilon)
-        naive = -(mean * ops.log(q) + (1.0 - mean) * ops.log(1.0 - q))
-        return ops.cast(100.0 * (1.0 - (self.bce_sum / weight) / naive), "float32")
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments for serialization."""
-        return {
-            **super().get_config(),
-            "from_logits": self.from_logits,
-            "epsilon": self.epsilon,
-        }
-
-
-@keras.saving.register_keras_serializable(package="recsys")
-class TopKRankMetric(keras.metrics.Metric):
-    """Streaming HR@K or NDCG@K (percent) over (target index, candidate scores) batches.
-
-    Uses the pessimistic rank of :func:`rank_of_target` (ties count against the target).
-    ``update_state(y_true, y_pred, sample_weight=None, exclude_mask=None)`` takes
-    ``y_true`` (users,) target columns, ``y_pred`` (users, candidates) scores, optional
-    per-user weights and an optional (users, candidates) bool mask of items to ignore.
-
-    Args:
-        k: Cut-off K.
-        kind: ``"hit_rate"`` or ``"ndcg"``.
-        name: Metric name; defaults to ``"hr@K"`` / ``"ndcg@K"``.
-        **kwargs: Passed to ``keras.metrics.Metric``.
-
-    Example:
-        >>> hr = TopKRankMetric(k=1, kind="hit_rate")
-        >>> hr.update_state([0, 1], [[0.9, 0.1], [0.9, 0.1]])
-        >>> float(hr.result())
-        50.0
-    """
-
-    KINDS = ("hit_rate", "ndcg")
-
-    def __init__(
-        self,
-        k: int = 10,
-        kind: str = "hit_rate",
-        name: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if k <= 0:
-            raise ValueError(f"`k` must be > 0. Received: {k}")
-        if kind not in self.KINDS:
-            raise ValueError(f"`kind` must be one of {self.KINDS}. Received: {kind!r}")
-        default = f"{'hr' if kind == 'hit_rate' else 'ndcg'}@{k}"
-        super().__init__(name=name or default, **kwargs)
-        self.k = k
-        self.kind = kind
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
-
-    def update_state(
-        self,
-        y_true: Any,
-        y_pred: Any,
-        sample_weight: Any | None = None,
-        exclude_mask: Any | None = None,
-    ) -> None:
-        """Accumulates one batch of users (see class docstring for shapes)."""
-        scores = ops.cast(y_pred, "float32")
-        target = ops.cast(ops.reshape(y_true, (-1,)), "int32")
-        is_target = ops.one_hot(target, ops.shape(scores)[1], dtype="bool")
-        target_score = ops.sum(ops.where(is_target, scores, 0.0), axis=1, keepdims=True)
-        beats = ops.logical_and(scores >= target_score, ops.logical_not(is_target))
-        if exclude_mask is not None:
-            keep = ops.logical_not(ops.cast(exclude_mask, "bool"))
-            beats = ops.logical_and(beats, keep)
-        rank = ops.sum(ops.cast(beats, "float32"), axis=1)
-        hit = ops.cast(rank < self.k, "float32")
-        gain = hit if self.kind == "hit_rate" else hit / ops.log2(rank + 2.0)
-        w = ops.ones_like(gain)
-        if sample_weight is not None:
-            w = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-        self.total.assign_add(ops.sum(w * gain))
-        self.count.assign_add(ops.sum(w))
-
-    def result(self) -> Any:
-        """Mean gain over users, in percent."""
-        return 100.0 * self.total / ops.maximum(self.count, 1e-12)
-
-    def get_config(self) -> dict[str, Any]:
-        """Constructor arguments for serialization."""
-        return {**super().get_config(), "k": self.k, "kind": self.kind}

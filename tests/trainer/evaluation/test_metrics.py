@@ -1,10 +1,9 @@
-"""Tests for trainer.evaluation.metrics: NumPy references vs sklearn, hand cases, streaming."""
+"""Tests for trainer.evaluation.metrics: NumPy references vs sklearn, hand cases."""
 
 from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -211,56 +210,3 @@ def test_sampled_protocol_end_to_end_rank() -> None:
     candidates = metrics.sample_ncf_candidates(rng, 300, [299, 0], [[1], [2]])
     ranks = metrics.rank_of_target(item_scores[candidates], np.zeros(2, np.int64))
     np.testing.assert_array_equal(ranks, [0, 99])
-
-
-# --- streaming Keras metrics -------------------------------------------------------
-
-
-def test_streaming_rce_equals_one_shot_over_batches() -> None:
-    y, p = _labels_and_probs()
-    w = np.random.default_rng(SEED + 3).random(y.size)
-    logits = np.log(p / (1.0 - p))
-    metric = metrics.RelativeCrossEntropy(from_logits=True)
-    for chunk in np.array_split(np.arange(y.size), 7):
-        metric.update_state(y[chunk], logits[chunk].astype(np.float32), w[chunk])
-    expected = metrics.relative_cross_entropy(y, logits, w, from_logits=True)
-    assert float(metric.result()) == pytest.approx(expected, abs=1e-4)
-    metric.reset_state()
-    metric.update_state(y, np.zeros_like(p))  # logit 0 = 0.5: worse than the CTR
-    assert float(metric.result()) < -5.0
-    naive = metrics.RelativeCrossEntropy()
-    naive.update_state(y, np.full_like(p, y.mean()))
-    assert float(naive.result()) == pytest.approx(0.0, abs=1e-4)
-
-
-def test_streaming_rce_config_round_trip() -> None:
-    metric = metrics.RelativeCrossEntropy(from_logits=True, epsilon=1e-6, name="my_rce")
-    clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
-    assert isinstance(clone, metrics.RelativeCrossEntropy)
-    assert clone.get_config() == metric.get_config()
-
-
-@pytest.mark.parametrize("kind", ["hit_rate", "ndcg"])
-def test_streaming_rank_metric_equals_one_shot(kind: str) -> None:
-    rng = np.random.default_rng(SEED)
-    scores = rng.integers(0, 20, size=(50, 30)).astype(np.float32)  # with ties
-    targets = rng.integers(0, 30, size=50)
-    mask = rng.random((50, 30)) < 0.2
-    ranks = metrics.rank_of_target(scores, targets, mask)
-    reference = {"hit_rate": metrics.hit_rate_at_k, "ndcg": metrics.ndcg_at_k}[kind]
-    metric = metrics.TopKRankMetric(k=5, kind=kind)
-    for chunk in np.array_split(np.arange(50), 4):
-        metric.update_state(targets[chunk], scores[chunk], exclude_mask=mask[chunk])
-    assert float(metric.result()) == pytest.approx(reference(ranks, 5), abs=1e-4)
-    assert 0.0 < float(metric.result()) < 100.0
-
-
-def test_streaming_rank_metric_constant_scores_and_config() -> None:
-    metric = metrics.TopKRankMetric(k=10, kind="ndcg")
-    assert metric.name == "ndcg@10"
-    metric.update_state(np.array([0, 3]), np.ones((2, 50), np.float32))
-    assert float(metric.result()) == 0.0
-    clone = keras.metrics.deserialize(keras.metrics.serialize(metric))
-    assert clone.get_config() == metric.get_config()
-    with pytest.raises(ValueError, match="kind"):
-        metrics.TopKRankMetric(kind="recall")
