@@ -15,12 +15,12 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from typing import Any
 
 from trainer.config import TrainerConfig
+from trainer.contracts import storage
+from trainer.contracts.fingerprint import fingerprint as _fingerprint
 from trainer.training.ranking import EpochLog, ModelSize, RankingResult, SplitMetrics
 
 FORMAT = 1
@@ -36,8 +36,7 @@ def fingerprint(cfg: TrainerConfig, protocol: str, eval_every: int, data: Any) -
         "eval_every": eval_every,
         "data": shape,
     }
-    blob = json.dumps(key, sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    return _fingerprint(key)
 
 
 def result_to_dict(result: RankingResult) -> dict[str, Any]:
@@ -128,20 +127,19 @@ class RunStore:
         self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
     ) -> str:
         key = fingerprint(cfg, protocol, every, data)
-        return os.path.join(self.root, f"{name}_seed{cfg.training.seed}_{key}.json")
+        return storage.join(self.root, f"{name}_seed{cfg.training.seed}_{key}.json")
 
     def load(
         self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
     ) -> RankingResult | None:
         """The stored run with exactly these settings, or None."""
         path = self.path(name, cfg, protocol, every, data)
-        if not os.path.exists(path):
+        if not storage.exists(path):
             return None
-        with open(path, encoding="utf-8") as f:
-            try:
-                raw = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: corrupt stored run: {e}") from None
+        try:
+            raw = json.loads(storage.read_text(path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: corrupt stored run: {e}") from None
         return result_from_dict(raw, path)
 
     def save(
@@ -152,11 +150,8 @@ class RunStore:
         every: int,
         data: Any,
     ) -> str:
-        """Writes the run atomically (temp file + rename); returns its path."""
+        """Writes the run atomically through :mod:`trainer.contracts.storage`."""
         path = self.path(name, result.config, protocol, every, data)
-        os.makedirs(self.root, exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result_to_dict(result), f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        text = json.dumps(result_to_dict(result), indent=1, sort_keys=True)
+        storage.write_text(path, text)
         return path

@@ -13,23 +13,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
+from trainer.contracts import typed_config
+from trainer.contracts.features import EMBEDDING_KINDS, check_non_increasing
 
-EMBEDDING_KINDS = (
-    "full",
-    "hash",
-    "double_hash",
-    "hybrid",
-    "lrf",
-    "sq",
-    "dpq",
-    "mgqe",
-)
 MODEL_NAMES = ("wide_deep", "gmf", "neumf", "sasrec")
 OPTIMIZER_NAMES = ("adam", "lazy_adam", "adagrad", "ftrl", "sgd")
 MGQE_VARIANTS = ("shared", "unshared_k", "unshared_d")
@@ -86,13 +75,7 @@ class EmbeddingConfig:
             raise ConfigError(
                 f"num_subspaces: dim {self.dim} is not divisible by {self.num_subspaces}"
             )
-        if any(
-            b > a
-            for a, b in zip(self.num_centroids, self.num_centroids[1:], strict=False)
-        ):
-            raise ConfigError(
-                f"num_centroids: must not increase (K_1 >= K_2 ...), got {self.num_centroids}"
-            )
+        check_non_increasing("num_centroids", self.num_centroids, "K", ConfigError)
         if self.bits > 16:
             raise ConfigError(f"bits: at most 16, got {self.bits}")
 
@@ -179,13 +162,10 @@ class TrainerConfig:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], source: str = "<dict>") -> TrainerConfig:
         """Validates a parsed mapping; raises :class:`ConfigError` naming the field."""
-        try:
-            return _build(cls, raw, "")
-        except ConfigError as e:
-            raise ConfigError(f"{source}: {e}") from None
+        return typed_config.build(cls, raw, source=source, error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return typed_config.to_plain(self)
 
     def replace(self, **sections: Any) -> TrainerConfig:
         return dataclasses.replace(self, **sections)
@@ -196,90 +176,20 @@ def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> Traine
 
     Example: ``load_config(p, {"training.max_steps": 2})``.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: experiment config not found") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    raw = typed_config.load_yaml(path, "experiment config", ConfigError)
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a mapping")
+        raise ConfigError(
+            f"{path}: <root>: must be a mapping, got {type(raw).__name__}"
+        )
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")
-        for p in parents:
+        for i, p in enumerate(parents):
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                where = ".".join(parents[: i + 1])
+                raise ConfigError(
+                    f"{path}: {where}: is not a section (override {dotted})"
+                )
         node[leaf] = value
     return TrainerConfig.from_dict(raw, source=path)
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_plain(x) for x in v]
-    return v
-
-
-def _build(cls: type, raw: Any, path: str) -> Any:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"{path or '<root>'}: must be a mapping, got {type(raw).__name__}"
-        )
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{path + '.' if path else ''}{unknown[0]}: unknown field; allowed: {sorted(fields)}"
-        )
-    kwargs = {}
-    for name, value in raw.items():
-        where = f"{path}.{name}" if path else name
-        kwargs[name] = _coerce(hints[name], value, where)
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{path + '.' if path else ''}{e}") from None
-    except TypeError as e:  # missing required field
-        raise ConfigError(f"{path or '<root>'}: {e}") from None
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        (item_tp, _ellipsis) = typing.get_args(tp)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = [value]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: must be a list, got {value!r}")
-        return tuple(_coerce(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: must be a mapping, got {value!r}")
-        return dict(value)
-    if origin in (types.UnionType, typing.Union):
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: must be a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: must be a string, got {value!r}")
-        return value
-    return value

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trainer.config import ConfigError, TrainerConfig, load_config
-from trainer.contracts import storage
+from trainer.contracts import fingerprint, storage
 from trainer.contracts.features import load_feature_spec
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def _claim_out_dir(out: str, request: dict[str, Any]) -> None:
     Raises:
         ConfigError: naming ``out`` and the settings that differ.
     """
-    request = json.loads(json.dumps(request, default=str))
+    request = fingerprint.canonical(request)
     path = storage.join(out, REQUEST_FILE)
     if storage.exists(path):
         stored = json.loads(storage.read_text(path))

@@ -55,7 +55,19 @@ def test_defaults_and_nested_parsing():
             {"name": "x", "model": {"embedding": {"num_centroids": [64, 256]}}},
             "model.embedding.num_centroids: must not increase",
         ),
-        ({"model": {}}, "missing 1 required positional argument: 'name'"),
+        ({"model": {}}, "name: required"),
+        ({"name": "x", "training": {"epochs": 2.0}}, "training.epochs: must be an"),
+        ({"name": "x", "training": {"epochs": True}}, "training.epochs: must be an"),
+        ({"name": "x", "training": {"mixed_precision": 1}}, "must be true or false"),
+        ({"name": "x", "model": {"dropout": float("nan")}}, "model.dropout: must be a"),
+        (
+            {"name": "x", "model": {"embedding": {"knd": "dpq"}}},
+            "model.embedding.knd: unknown field (did you mean 'kind'?)",
+        ),
+        (
+            {"name": "x", "model": {"hidden_units": [64, "wide"]}},
+            "model.hidden_units[1]: must be an integer",
+        ),
     ],
 )
 def test_errors_name_the_field(raw, message):
@@ -88,3 +100,31 @@ def test_load_config_overrides_and_missing_file(tmp_path):
     bad.write_text("name: x\ntraining: {epochs: 0}\n")
     with pytest.raises(ConfigError, match=r"bad.yaml: training.epochs"):
         load_config(str(bad))
+
+
+def test_load_config_rejects_bad_files_naming_them(tmp_path):
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("name: x\ntraining:\n  epochs: 1\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match=rf"^{dup}: .*duplicate key 'epochs'"):
+        load_config(str(dup))
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"^{latin}: not UTF-8"):
+        load_config(str(latin))
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}: is a directory"):
+        load_config(str(tmp_path))
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: x\ntraining: 3\n")
+    with pytest.raises(ConfigError, match=r"training: is not a section"):
+        load_config(str(ok), {"training.epochs": 2})
+
+
+def test_embedding_kinds_are_the_contracts_list():
+    from trainer.contracts import features
+
+    assert EmbeddingConfig(kind="lrf").kind == "lrf"
+    for kind in features.EMBEDDING_KINDS:
+        if kind in ("dpq", "mgqe"):
+            EmbeddingConfig(kind=kind, dim=64, num_subspaces=8)
+        else:
+            EmbeddingConfig(kind=kind)
