@@ -1,0 +1,47 @@
+"""``python -m pipeline replan`` and the pipeline config's ``budget``."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pipeline import cli
+from pipeline.config import PipelineConfig, PipelineConfigError
+from trainer.contracts.features import load_feature_spec
+
+
+def test_replan_names_changes_then_none(synthetic_stats, spec_path, tmp_path, capsys):
+    out = tmp_path / "replanned.yaml"
+    argv = ["replan", "--stats", str(synthetic_stats), "--budget", "66%"]
+    assert cli.main([*argv, "--spec", spec_path, "--out", str(out)]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("replan:")]
+    changed = {x.split(":")[1].strip() for x in lines if "->" in x}
+    assert "item_id" in changed  # mgqe over 50k rows -> fits the ~1.7k ids seen
+    assert any("bytes" in x and "collided traffic" in x for x in lines)
+    load_feature_spec(str(out))
+    # the new spec is its own plan: replanning it changes nothing
+    assert cli.main([*argv, "--spec", str(out)]) == 0
+    assert "no feature would change" in capsys.readouterr().out
+
+
+def test_replan_reads_the_budget_from_the_pipeline_config(
+    synthetic_stats, spec_path, tmp_path, capsys
+):
+    config = tmp_path / "pipeline.yaml"
+    data = {"logs_root": "logs", "registry_uri": "reg", "feature_spec": spec_path}
+    config.write_text(yaml.safe_dump({"data": {**data, "budget": "1MB"}}))
+    argv = ["replan", "--stats", str(synthetic_stats), "--spec", spec_path]
+    assert cli.main([*argv, "--config", str(config)]) == 0
+    assert "of budget 1.000 MB" in capsys.readouterr().out
+    assert cli.main(argv) == 2
+    assert "error: replan needs --budget" in capsys.readouterr().err
+    assert cli.main([*argv, "--budget", "1KB"]) == 2
+    assert "below the smallest possible model" in capsys.readouterr().err
+
+
+def test_config_budget_is_validated():
+    data = {"logs_root": "l", "registry_uri": "r", "feature_spec": "s.yaml"}
+    assert PipelineConfig.from_dict({"data": {**data, "budget": "15%"}}).data.budget
+    assert PipelineConfig.from_dict({"data": data}).data.budget == ""
+    with pytest.raises(PipelineConfigError, match=r"p.yaml: data.budget: budget '9Q'"):
+        PipelineConfig.from_dict({"data": {**data, "budget": "9Q"}}, source="p.yaml")
