@@ -6,6 +6,8 @@
   ``kfp.host`` in the config) or to Vertex AI (``--vertex-project`` [``--region``]).
 * ``run-local``, ``replay`` and ``demo`` run the pipeline on this machine
   (``pipeline/local.py``, ``pipeline/demo.py``, imported only when used).
+* ``replan`` plans per-feature compression anew from the latest statistics and says
+  which features would change (``pipeline/replan.py``).
 
 Every command prints a one-line summary and returns 0, or prints ``error: ...`` to
 stderr and returns 2 (bad input) or 1 (the service failed).
