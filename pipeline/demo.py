@@ -3,21 +3,25 @@
 Generates ``hours + 1`` synthetic hours (the last one is only evaluated on), then replays
 the hourly pipeline (:mod:`pipeline.local`, ``kfp.local`` + DirectRunner) once per
 compression variant — hybrid hashing, MGQE and the full-embedding baseline — each with
-its own registry, warm-starting hour to hour. Prints one table row per hour (RCE of each
-variant on the next hour, exported model bytes, compression ratio against the baseline)
-and writes ``OUT/report.html`` with the plots.
+its own registry, warm-starting hour to hour. Prints one line per hour and variant
+(live on a terminal: stage and elapsed seconds; then RCE, AUC, bytes, blessing and
+per-stage seconds), then one table row per hour (RCE of each variant on the next hour,
+exported model bytes, compression ratio against the baseline), and writes
+``OUT/report.html`` (:mod:`pipeline.report`). Every task's output is in
+``OUT/<variant>/logs/<hour>/<task>.log``; ``-v`` streams it.
 
-Re-running with the same ``--out`` resumes: finished hours are not redone.
+Re-running with the same ``--out`` resumes: finished hours are not redone. A failed hour
+is shown (task, reason, its log's last lines) and reported; the other hours and variants
+still run, the report is written, and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import io
 import json
+import logging
 import os
+import sys
 import time
 from typing import Any
 
@@ -42,8 +46,14 @@ def _generate(out: str, hours: int, events_per_hour: int, seed: int) -> list[str
         for i, h in enumerate(names)
         if not os.path.isdir(events.partition_path(logs, cfg.hour(i)))
     ]
-    for i in missing:
-        synthetic.write_stream(logs, cfg, hours=1, first_hour=i)
+    quiet = logging.getLogger("beam_jobs.synthetic")
+    level = quiet.level
+    quiet.setLevel(max(level, logging.WARNING))  # the line below says it
+    try:
+        for i in missing:
+            synthetic.write_stream(logs, cfg, hours=1, first_hour=i)
+    finally:
+        quiet.setLevel(level)
     print(
         f"synthetic stream: {hours + 1} hours x {events_per_hour:,} events under {logs} "
         f"({len(missing)} generated now)",
@@ -53,14 +63,20 @@ def _generate(out: str, hours: int, events_per_hour: int, seed: int) -> list[str
 
 
 def run(
-    out: str, hours: int, events_per_hour: int, seed: int
+    out: str, hours: int, events_per_hour: int, seed: int, verbose: bool = False
 ) -> dict[str, list[dict[str, Any]]]:
-    """Runs the demo; returns the per-variant hour records."""
+    """Runs the demo; returns the per-variant hour records (failed hours included)."""
     from pipeline import local
 
     os.makedirs(out, exist_ok=True)
     names = _generate(out, hours, events_per_hour, seed)
     results: dict[str, list[dict[str, Any]]] = {}
+    width = max(len(v) for v, _ in VARIANTS)
+    print(
+        f"replaying {names[0]}..{names[hours - 1]} for {len(VARIANTS)} variants "
+        f"({', '.join(v for v, _ in VARIANTS)}), each evaluated on the next hour:",
+        flush=True,
+    )
     for variant, experiment in VARIANTS:
         ns = argparse.Namespace(
             logs=os.path.join(out, "logs"),
@@ -69,17 +85,9 @@ def run(
             spec=None,
         )
         settings = local.settings_from_args(ns, experiment=experiment)
-        print(
-            f"\n== {variant}: replaying {names[0]}..{names[hours - 1]} ({experiment})",
-            flush=True,
-        )
-        t0 = time.perf_counter()
         results[variant] = local.replay_hours(
-            names[:hours],
-            settings,
-            progress=lambda r: print("  " + local.format_record(r), flush=True),
+            names[:hours], settings, label=f"  {variant:<{width}}  ", verbose=verbose
         )
-        print(f"   {variant} done in {time.perf_counter() - t0:.0f} s", flush=True)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
     return results
@@ -113,6 +121,8 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
                 full["hour"],
                 *(
                     f"{r['metrics'].get('rce', float('nan')):.3f}"
+                    if r.get("status") != "failed"
+                    else "FAILED"
                     for r in (full, hyb, mg)
                 ),
                 *(f"{int(r.get('size_bytes') or 0):,}" for r in (full, hyb, mg)),
@@ -132,64 +142,46 @@ def table(results: dict[str, list[dict[str, Any]]]) -> str:
     )
 
 
-def _plot(results: dict[str, list[dict[str, Any]]]) -> str:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 4))
-    ax1, ax2 = fig.subplots(1, 2)
-    hours = [r["hour"][-5:] for r in next(iter(results.values()))]
-    x = list(range(len(hours)))
-    width = 0.8 / len(results)
-    for j, (variant, recs) in enumerate(results.items()):
-        rce = [r["metrics"].get("rce", float("nan")) for r in recs]
-        ax1.plot(x, rce, marker="o", label=variant)
-        offsets = [i + (j - (len(results) - 1) / 2) * width for i in x]
-        mb = [(r.get("size_bytes") or 0) / 1e6 for r in recs]
-        ax2.bar(offsets, mb, width=width, label=variant)
-    ax1.set(title="RCE on the next hour (higher is better)", ylabel="RCE")
-    ax2.set(title="exported serving SavedModel on disk", ylabel="MB")
-    for ax in (ax1, ax2):
-        ax.set_xticks(x, [f"{h} UTC" for h in hours])
-        ax.set_xlabel("trained hour (warm-started from the hour before)")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 def write_report(out: str, results: dict[str, list[dict[str, Any]]]) -> str:
-    """Writes OUT/report.html (table + plots + links to each hour's evaluation report)."""
-    links = []
-    for variant, recs in results.items():
-        for r in recs:
-            links.append(
-                f"<li>{variant} {r['hour']}: blessed={r['blessed']}, "
-                f"version={r.get('registered_version')}</li>"
-            )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>compactrec demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}pre{{background:#f6f6f6;padding:1em}}</style>
-</head><body><h1>compactrec: hourly continuous training on the synthetic stream</h1>
-<p>Each variant trains wide-and-deep on hour h (warm-started from hour h-1's registered model)
-and is evaluated on hour h+1. Bytes are the exported serving SavedModel on disk.</p>
-<pre>{html.escape(table(results))}</pre>
-<img alt="RCE and size per hour" src="data:image/png;base64,{_plot(results)}">
-<h2>Registry decisions</h2><ul>{"".join(links)}</ul></body></html>"""
-    path = os.path.join(out, "report.html")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path
+    """Writes OUT/report.html (:func:`pipeline.report.write_report`)."""
+    from pipeline import report
+
+    return report.write_report(
+        out,
+        results,
+        title="compactrec: hourly continuous training on the synthetic stream",
+        intro="Each variant trains wide-and-deep on hour h, warm-started from the "
+        "model registered for hour h-1 (its own registry), and is evaluated on hour "
+        "h+1; only blessed models are registered. Variants: full embeddings "
+        "(baseline), hybrid hashing (frequency + double hashing) and MGQE.",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``python -m pipeline demo`` (``make run``)."""
     if args.hours < 1 or args.events_per_hour < 1:
-        print("error: --hours and --events-per-hour must be >= 1")
+        print("error: --hours and --events-per-hour must be >= 1", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    results = run(args.out, args.hours, args.events_per_hour, args.seed)
+    verbose = bool(getattr(args, "verbose", False))
+    results = run(args.out, args.hours, args.events_per_hour, args.seed, verbose)
     print("\n" + table(results))
     path = write_report(args.out, results)
-    print(f"\nreport: {path}\ntotal {time.perf_counter() - t0:.0f} s")
-    return 0
+    failed = [
+        (v, r)
+        for v, recs in results.items()
+        for r in recs
+        if r.get("status") == "failed"
+    ]
+    out = os.path.abspath(args.out)
+    print(
+        f"\nreport: {path}\nlogs:   {os.path.join(out, 'VARIANT', 'logs', 'HOUR')}"
+        f"/TASK.log\ntensorboard --logdir {out}"
+    )
+    if failed:
+        hours = ", ".join(
+            f"{v} {r['hour']} ({r.get('failed_task')})" for v, r in failed
+        )
+        print(f"FAILED: {len(failed)} hour runs: {hours}")
+    print(f"total {time.perf_counter() - t0:.0f} s")
+    return 1 if failed else 0

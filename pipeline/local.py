@@ -21,9 +21,11 @@ import datetime as dt
 import json
 import logging
 import os
+import sys
 import time
-from collections.abc import Callable
 from typing import Any
+
+from trainer.contracts import storage
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +152,12 @@ def _record(
     out = outputs.outputs if hasattr(outputs, "outputs") else outputs
     serving = out["serving_model"]
     metrics = dict(out["metrics"].metadata)
+    # kfp.local lays a run out as PIPELINE_ROOT/<run>/<task>/<output>.
+    run_dir = os.path.dirname(os.path.dirname(serving.path))
     return {
         "hour": hour,
+        "evaluation": os.path.join(run_dir, "evaluate-model", "evaluation"),
+        "tensorboard": os.path.join(run_dir, "train-model", "model", "tensorboard"),
         "stats": out["stats"].path,
         "serving_model": serving.path,
         "size_bytes": serving.metadata.get("size_bytes"),
@@ -163,19 +169,89 @@ def _record(
     }
 
 
-def replay_hours(
-    hours: list[str],
-    s: LocalSettings,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Runs hours in order; finished hours are skipped (their records are returned)."""
-    records = []
-    for hour in hours:
+def log_dir(s: LocalSettings, hour: str) -> str:
+    """``WORKDIR/logs/<hour>``: ``pipeline.log`` and one ``<task>.log`` per task."""
+    return os.path.join(s.workdir, "logs", hour)
+
+
+def failure_path(s: LocalSettings, hour: str) -> str:
+    """Where a failed hour's record goes (removed when the hour later succeeds)."""
+    return os.path.join(s.workdir, "hours", f"{hour}.failed.json")
+
+
+def run_hour_logged(
+    hour: str, s: LocalSettings, label: str = "", verbose: bool = False
+) -> dict[str, Any]:
+    """:func:`run_hour` in a child process, its output in per-task logs; never raises
+    for a failed hour: returns a record with ``status: "failed"`` and the reason.
+
+    Prints one line for the hour (live on a terminal): the stage and elapsed seconds
+    while it runs, then RCE, AUC, bytes, blessing and per-stage seconds, or where and
+    why it failed with the last lines of the failed task's log.
+    """
+    from pipeline import progress
+
+    live = progress.Live(f"{label}{hour}  ")
+    logs_at = log_dir(s, hour)
+    stages_path = os.path.join(logs_at, "stages.json")
+    if os.path.exists(s.result_path(hour)):
         rec = run_hour(hour, s)
-        records.append(rec)
-        if progress:
-            progress(rec)
-    return records
+        if os.path.exists(stages_path):
+            with open(stages_path) as f:
+                rec["stage_seconds"] = json.load(f)
+        live.done(format_record(rec) + "  (done earlier)")
+        return rec
+    os.makedirs(logs_at, exist_ok=True)
+    settings_path = os.path.join(logs_at, "settings.json")
+    storage.write_text(settings_path, json.dumps(dataclasses.asdict(s), indent=1))
+    command = [sys.executable, "-m", "pipeline.local", hour, settings_path]
+    t0 = time.perf_counter()
+    rc, logs = progress.run_logged(
+        command, logs_at, live, verbose=verbose, describe=_events_of
+    )
+    stages = logs.stage_seconds()
+    storage.write_text(stages_path, json.dumps(stages, indent=1, sort_keys=True))
+    if rc == 0 and os.path.exists(s.result_path(hour)):
+        if os.path.exists(failure_path(s, hour)):
+            os.remove(failure_path(s, hour))
+        with open(s.result_path(hour)) as f:
+            rec = {**json.load(f), "stage_seconds": stages}
+        live.done(format_record(rec))
+        return rec
+    rec = {
+        "hour": hour,
+        "status": "failed",
+        **logs.failure(),
+        "exit_code": rc,
+        "stage_seconds": stages,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    storage.write_text(failure_path(s, hour), json.dumps(rec, indent=1))
+    live.done(format_failure(rec))
+    return rec
+
+
+def _events_of(logs: Any) -> str:
+    """The live line's event count, from the stats task's manifest once it exists."""
+    for uri in logs.outputs.get("compute-stats", []):
+        path = os.path.join(uri, "manifest.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                return f"  {json.load(f).get('events', 0):,} events"
+    return ""
+
+
+def replay_hours(
+    hours: list[str], s: LocalSettings, label: str = "", verbose: bool = False
+) -> list[dict[str, Any]]:
+    """Runs hours in order (each in its own process, see :func:`run_hour_logged`);
+    finished hours are skipped (their records are returned). A failed hour does not
+    stop the replay: the next hour starts from the last registered model."""
+    return [run_hour_logged(h, s, label=label, verbose=verbose) for h in hours]
+
+
+def failed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "failed"]
 
 
 def _hour_list(text: str) -> list[str]:
@@ -184,29 +260,81 @@ def _hour_list(text: str) -> list[str]:
     return [format_hour(h) for h in parse_hour_range(text)]
 
 
+def format_stages(stages: dict[str, float] | None) -> str:
+    """``stats 3 transform 10 train 12 ...`` (seconds, in pipeline order)."""
+    from pipeline.progress import STAGES
+
+    stages = stages or {}
+    return " ".join(f"{k} {stages[k]:.0f}" for k in STAGES if k in stages)
+
+
 def format_record(rec: dict[str, Any]) -> str:
+    if rec.get("status") == "failed":
+        return format_failure(rec)
     m = rec.get("metrics", {})
-    return (
-        f"{rec['hour']}  rce {m.get('rce', float('nan')):7.3f}  auc {m.get('auc', float('nan')):.4f}"
-        f"  bytes {rec.get('size_bytes') or 0:>11,}  blessed {rec['blessed']!s:5}"
-        f"  version {rec.get('registered_version')}  ({rec.get('seconds')} s)"
+    line = (
+        f"rce {m.get('rce', float('nan')):6.3f}  auc {m.get('auc', float('nan')):.4f}"
+        f"  bytes {int(rec.get('size_bytes') or 0):>10,}  blessed {rec['blessed']!s:5}"
+        f"  v{rec.get('registered_version') or '-'}"
     )
+    stages = format_stages(rec.get("stage_seconds"))
+    return line + (f"  [{stages}]" if stages else "") + f"  {rec.get('seconds'):.0f} s"
+
+
+def format_failure(rec: dict[str, Any], tail: int = 12) -> str:
+    """A failed hour in one screen: the task, the reason, the log and its last lines."""
+    lines = [
+        f"FAILED in {rec.get('failed_task') or 'the pipeline'} after "
+        f"{rec.get('seconds', 0):.0f} s: {rec.get('reason') or 'no reason logged'}",
+        f"    log: {rec.get('log')}"
+        + (" (last lines:)" if rec.get("log_tail") else ""),
+    ]
+    lines += [f"    | {ln[:160]}" for ln in (rec.get("log_tail") or [])[-tail:]]
+    return "\n".join(lines)
 
 
 def run_local(args: argparse.Namespace) -> int:
     """``python -m pipeline run-local``: one hour."""
     s = settings_from_args(args)
-    rec = run_hour(_hour_list(args.hour)[0], s)
-    print(format_record(rec))
-    return 0
+    rec = run_hour_logged(_hour_list(args.hour)[0], s, verbose=_verbose(args))
+    print(f"logs: {os.path.join(s.workdir, 'logs')}")
+    return 1 if failed([rec]) else 0
 
 
 def replay(args: argparse.Namespace) -> int:
     """``python -m pipeline replay``: hours START:END in order, resumable."""
     s = settings_from_args(args)
-    replay_hours(
-        _hour_list(args.hours),
-        s,
-        progress=lambda r: print(format_record(r), flush=True),
+    records = replay_hours(_hour_list(args.hours), s, verbose=_verbose(args))
+    bad = failed(records)
+    print(
+        f"{len(records) - len(bad)} of {len(records)} hours done"
+        + (f", failed: {' '.join(r['hour'] for r in bad)}" if bad else "")
+        + f"; logs: {os.path.join(s.workdir, 'logs')}"
     )
+    return 1 if bad else 0
+
+
+def _verbose(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "verbose", False))
+
+
+def _child_main(argv: list[str]) -> int:
+    """``python -m pipeline.local HOUR SETTINGS.json``: one hour, in this process.
+
+    What :func:`run_hour_logged` runs; its stdout is the hour's logs.
+    """
+    import warnings
+
+    # The components run with this virtualenv's packages on purpose (SubprocessRunner,
+    # use_venv=False); kfp.local warns about their container base image on every task.
+    warnings.filterwarnings("ignore", message="You may be attemping to run a task")
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local")
+    hour, settings_path = argv
+    with open(settings_path) as f:
+        s = LocalSettings(**json.load(f))
+    run_hour(hour, s)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

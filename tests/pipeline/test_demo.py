@@ -41,10 +41,28 @@ def test_table_has_rce_bytes_and_ratios_per_hour():
     assert row[7:] == ["0.250", "0.200", "0.125", "0.250"]  # bytes, then bits ratios
 
 
-def test_report_embeds_the_plot(tmp_path):
+def test_table_marks_a_failed_hour():
+    failed = {"hour": "2026-01-01T01", "status": "failed", "reason": "crash"}
+    results = {**RESULTS, "mgqe": [RESULTS["mgqe"][0], failed]}
+    row = demo.table(results).splitlines()[2].split()
+    assert row[:4] == ["2026-01-01T01", "3.000", "2.900", "FAILED"]
+    assert row[6] == "0" and row[8] == "-"  # no size, no ratio for the failed hour
+
+
+def test_report_embeds_the_plots(tmp_path):
     path = demo.write_report(str(tmp_path), RESULTS)
     html = open(path, encoding="utf-8").read()
-    assert "data:image/png;base64," in html and "2026-01-01T01" in html
+    assert html.count("data:image/png;base64,") == 3 and "2026-01-01T01" in html
+    assert "synthetic stream" in html
+
+
+def test_bad_counts_are_one_error_line(capsys):
+    import argparse
+
+    args = argparse.Namespace(out="x", hours=0, events_per_hour=10, seed=0)
+    assert demo.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --hours and --events-per-hour must be >= 1"]
 
 
 def test_variants_point_at_existing_experiments():
