@@ -139,7 +139,20 @@ def _add_local(sub: Any) -> None:
     p.add_argument("--hours", type=int, default=4, help="hours to generate (default 4)")
     p.add_argument("--events-per-hour", type=int, default=20000, help="default 20000")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_verbose(p)
     p.set_defaults(handler=_demo)
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    # SUPPRESS: ``python -m pipeline -v demo`` and ``... demo -v`` both work.
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="stream every task's output (default: one line per hour; the full "
+        "output is in WORKDIR/logs/<hour>/<task>.log)",
+    )
 
 
 def _add_local_io(p: argparse.ArgumentParser) -> None:
@@ -149,6 +162,7 @@ def _add_local_io(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--config", help="pipeline config YAML")
     p.add_argument("--spec", help="feature spec YAML")
+    _add_verbose(p)
 
 
 # -------------------------------------------------------------------------- handlers
