@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -287,8 +287,12 @@ def make_plan(
     heavy_min_count: int = cost_lib.DEFAULT_HEAVY_MIN_COUNT,
     quant_penalty: float = cost_lib.DEFAULT_QUANT_PENALTY,
     spec_source: str = "spec",
+    treatments: Collection[Treatment] | None = None,
 ) -> Plan:
     """Plans one treatment per categorical feature within ``budget``.
+
+    ``treatments`` restricts every feature to those treatments (a uniform-treatment
+    baseline); a feature with no candidate among them keeps all of its candidates.
 
     Raises:
         PlanError: on disagreeing inputs, or a budget below the smallest model (the
@@ -304,6 +308,12 @@ def make_plan(
         f.name: candidates_lib.feature_candidates(profiles[f.name], f, quant_penalty)
         for f in spec.categorical
     }
+    if treatments is not None:
+        keep = set(treatments)
+        options = {
+            n: [c for c in opts if c.treatment in keep] or opts
+            for n, opts in options.items()
+        }
     names = [f.name for f in spec.categorical]
     minimum = fixed + sum(min(c.bits for c in options[n]) for n in names)
     if budget_bits < minimum:
