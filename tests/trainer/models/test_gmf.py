@@ -119,13 +119,6 @@ def test_compress_users_off_keeps_a_full_user_table():
     assert type(model.item_embedding).__name__ == "DPQEmbedding"
 
 
-def test_config_round_trip():
-    model = GMF(5, 6, _embedding("mgqe"), name="gmf")
-    restored = GMF.from_config(model.get_config())
-    assert restored.get_config() == model.get_config()
-    assert restored.embedding_config == model.embedding_config
-
-
 def test_trained_gmf_beats_an_untrained_one_on_planted_groups():
     task = ranking.prepare_task(from_pairs(*planted_pairs()))
     cfg = TrainerConfig.from_dict(

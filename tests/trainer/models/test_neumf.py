@@ -76,12 +76,6 @@ def test_all_four_tables_follow_the_config(kind):
     assert tuple(out.shape) == (2, 20)
 
 
-def test_config_round_trip():
-    model = NeuMF(5, 6, {"kind": "lrf", "dim": 8, "rank": 2}, hidden_units=(8, 4))
-    restored = NeuMF.from_config(model.get_config())
-    assert restored.get_config() == model.get_config()
-
-
 def test_trained_neumf_beats_an_untrained_one_on_planted_groups():
     task = ranking.prepare_task(from_pairs(*planted_pairs()))
     cfg = TrainerConfig.from_dict(
