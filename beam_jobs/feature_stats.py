@@ -48,7 +48,7 @@ from beam_jobs.frequencies import (
     TopKDictionary,
 )
 from beam_jobs.sketch import DEFAULT_SAMPLE_SIZE, NumericBoundaries, NumericStats
-from trainer.contracts import artifacts, events, storage
+from trainer.contracts import artifacts, events, runners, storage
 from trainer.contracts.features import FeatureConfig, FeatureSpec, load_feature_spec
 
 logger = logging.getLogger(__name__)
@@ -260,16 +260,18 @@ def _previous_info(
 
 
 def _options(pipeline_args: Sequence[str], config: StatsConfig) -> PipelineOptions:
-    """Beam options from the flags; DirectRunner settings from ``config`` if unset."""
-    options = PipelineOptions(list(pipeline_args))
+    """Beam options from the flags; local runner settings from ``config`` if unset.
+
+    No ``--runner`` (or ``DirectRunner``) runs on Beam's in-process ``FnApiRunner``
+    (:mod:`trainer.contracts.runners`): Beam 2.77's DirectRunner would first try to
+    download the Prism runner.
+    """
+    args = runners.batch_runner_args(pipeline_args)
+    options = PipelineOptions(args)
     runner = options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
-    given = " ".join(pipeline_args)
-    if runner is None:
-        # Beam 2.77 would otherwise pick the Prism runner, which downloads its binary
-        # at start-up (impossible offline) before falling back.
-        options.view_as(StandardOptions).runner = runner = "DirectRunner"
-    if runner == "DirectRunner":
+    given = " ".join(args)
+    if runner == runners.LOCAL_BATCH_RUNNER:
         if "--direct_num_workers" not in given:
             direct.direct_num_workers = config.direct_num_workers
         if "--direct_running_mode" not in given:

@@ -21,7 +21,9 @@ cannot read the watermark, so that one is still dropped by Beam. Each pane (re)w
 the window's dictionary under ``OUT/window=YYYY-MM-DDTHH/`` in the batch artifact
 layout, plus ``panes/<feature>.json`` with the pane index and timing.
 
-The runner is explicit: ``--runner`` defaults to the DirectRunner (never Prism).
+The runner is explicit: ``--runner`` defaults to Beam's ``BundleBasedDirectRunner``
+(streaming-capable, in process; Beam's ``DirectRunner`` would first try to download
+the Prism runner).
 """
 
 from __future__ import annotations
@@ -300,7 +302,9 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[st
     )
     parser.add_argument("--approx-capacity", type=int, default=None)
     parser.add_argument(
-        "--runner", default="DirectRunner", help="Beam runner (default DirectRunner)"
+        "--runner",
+        default="BundleBasedDirectRunner",
+        help="Beam runner (default BundleBasedDirectRunner, in process)",
     )
     args, rest = cli_common.parse_known_args(parser, argv)
     return args, [f"--runner={args.runner}", *rest]
