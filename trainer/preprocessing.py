@@ -31,7 +31,6 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.contracts.features import (
-    CrossConfig,
     FeatureConfig,
     FeatureSpec,
     Kind,
@@ -277,8 +276,6 @@ class FeatureTransform(tf.Module):
                 self.boundaries[f.name] = _resolve_boundaries(
                     f.name, artifact_dir, boundaries
                 )
-        for c in spec.crosses:
-            _check_cross(spec, c)
 
     def __call__(self, inputs: Mapping[str, Any]) -> dict[str, tf.Tensor]:
         """Raw tensors by feature key -> ids by ``transformed_name(key)`` (+ labels)."""
@@ -406,15 +403,6 @@ def _resolve_boundaries(
     )  # lazy: only the artifact path needs the loader
 
     return [float(b) for b in artifacts.load_boundaries(artifact_dir, name)]
-
-
-def _check_cross(spec: FeatureSpec, cross: CrossConfig) -> None:
-    for n in cross.features:
-        f = spec.feature(n)
-        if f.kind is Kind.NUMERIC and f.treatment is not Treatment.BUCKETIZED:
-            raise ValueError(
-                f"cross {cross.name!r}: numeric feature {n!r} must be bucketized"
-            )
 
 
 def _cast(raw: Any, dtype: tf.DType) -> Any:

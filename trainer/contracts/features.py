@@ -262,7 +262,8 @@ class FeatureConfig:
 
 @dataclasses.dataclass(frozen=True)
 class CrossConfig:
-    """A crossed feature for the wide part: hashed cross of categorical features."""
+    """A crossed feature for the wide part: hashed cross of categorical (or bucketized
+    numeric) features, each named once."""
 
     features: tuple[str, ...]
     hash_buckets: int = 2**14
@@ -323,10 +324,11 @@ class FeatureSpec:
             for n in c.features:
                 if n not in by_name:
                     raise _fail(f"crosses[{i}].features", f"unknown feature {n!r}")
-                if by_name[n].kind is not Kind.CATEGORICAL:
+                if by_name[n].treatment is Treatment.NUMERIC:
                     raise _fail(
                         f"crosses[{i}].features",
-                        f"{n!r} is numeric; only categorical features are crossed",
+                        f"{n!r} is a plain numeric; cross categorical or "
+                        "bucketized features",
                     )
             key = frozenset(c.features)
             if key in seen_crosses:

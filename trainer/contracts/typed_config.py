@@ -118,14 +118,19 @@ def load_yaml(path: str, what: str, error: type[ValueError] = ValueError) -> Any
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
+        bad = data[e.start : e.start + 1]
         raise error(
-            f"{path}: not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})"
+            f"{path}: not UTF-8 text (byte {e.start}: {bad!r}); a {what} must be UTF-8"
         ) from None
+    loader = UniqueKeyLoader(text)
+    loader.name = path  # marks in messages name the file, not "<unicode string>"
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+        return loader.get_single_data()
     except yaml.YAMLError as e:
         detail = " ".join(str(e).split())
         raise error(f"{path}: not valid YAML: {detail}") from None
+    finally:
+        loader.dispose()
 
 
 def build(

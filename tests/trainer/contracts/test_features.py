@@ -168,11 +168,11 @@ STRICT_RULES = {
     "cross_with_a_numeric": (
         _spec(
             {"name": "a"},
-            {"name": "p", "kind": "numeric"},
+            {"name": "p", "kind": "numeric", "treatment": "numeric"},
             crosses=[{"features": ["a", "p"]}],
         ),
         r"crosses\[0\]\.features",
-        "'p' is numeric",
+        "'p' is a plain numeric",
     ),
     "cross_repeated": (
         _spec(
@@ -293,6 +293,17 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path) -> None:
     assert (
         spec.feature("b").top_k == 16 and spec.feature("b").treatment is Treatment.FULL
     )
+
+
+def test_a_bucketized_numeric_may_be_crossed() -> None:
+    spec = features.FeatureSpec.from_dict(
+        _spec(
+            {"name": "a"},
+            {"name": "p", "kind": "numeric"},
+            crosses=[{"features": ["a", "p"], "hash_buckets": 97}],
+        )
+    )
+    assert spec.crosses[0].name == "a_x_p" and spec.crosses[0].hash_buckets == 97
 
 
 def test_direct_construction_checks_the_same_rules() -> None:
