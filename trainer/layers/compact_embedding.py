@@ -497,6 +497,19 @@ class CompactCodebookEmbedding(keras.layers.Layer):
                 )
         return ops.reshape(out, tuple(shape) + (self.output_dim,))
 
+    def serving_bits(self) -> int:
+        """Table 1 bits: ``sum_rows D_t ceil(log2 K_t)`` + 32 per centroid float.
+
+        Equals :func:`compact_serving_bits` of the arrays it was built from, and the
+        exporting DPQ / MGQE layer's ``serving_bits()``.
+        """
+        tiers = ops.convert_to_numpy(self.row_tier).astype(np.int64)
+        per_tier = np.asarray(self.tier_num_subspaces, np.int64) * np.asarray(
+            self.code_bits, np.int64
+        )
+        floats = sum(int(np.prod(w.shape)) for _, w in self._centroid_weights())
+        return int(np.sum(per_tier[tiers])) + base.FLOAT_BITS * floats
+
     def compute_output_shape(
         self, input_shape: tuple[int | None, ...]
     ) -> tuple[int | None, ...]:

@@ -1,4 +1,4 @@
-"""Checks that a serving export of :mod:`trainer.serving.export` reproduces the trained model.
+"""Checks that a serving export reproduces the trained model's scores.
 
 Before the export, :func:`check_vocabularies` refuses a stats artifact whose
 vocabularies do not give the model's table sizes. After it, :func:`verify` reloads the
@@ -14,6 +14,11 @@ events that visit every id path of every feature (dictionary head and tail, unse
 values, ``""``, bucket edges, NaN), plus up to 1,024 events of the training source
 when it is readable, plus any events the caller passes.
 
+Ranking exports (:mod:`trainer.serving.ranking_export`) are checked by
+:func:`verify_ranking`: the logits of head, tail and random users and items through the
+reloaded raw-id signature against the trained model's (:func:`reference_logits`, SQ
+tables dequantized as evaluated), and an unknown item must come back flagged.
+
 Example:
     >>> raw = check_batch(spec, transform, artifacts, meta, None)  # doctest: +SKIP
     >>> check = verify(out, trained, info, transform, raw)  # doctest: +SKIP
@@ -25,23 +30,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import keras
 import numpy as np
 
 from trainer.contracts.features import FeatureSpec, Kind
 from trainer.data import examples as data
-from trainer.serving.scoring import load_scorer
-
-if TYPE_CHECKING:
-    from trainer.serving.export import ServingInfo
+from trainer.serving import tables
+from trainer.serving.scoring import load_ranking_scorer, load_scorer
+from trainer.serving.tables import ServingInfo
 
 logger = logging.getLogger(__name__)
 
 TOLERANCE = 1e-5
 _SOURCE_EVENTS = 1024
 _PROBE_EVENTS = 256
+_CHECK_USERS = 64
+_CHECK_ITEMS = 48
 
 
 class ExportCheckError(RuntimeError):
@@ -220,3 +226,84 @@ def _source_events(spec: FeatureSpec, source: str) -> dict[str, np.ndarray] | No
         )
         return None
     return data.table_to_raw(table.slice(0, _SOURCE_EVENTS), spec)
+
+
+# ----------------------------------------------------------------- ranking exports
+
+
+def check_candidates(
+    ids: Any, n_users: int = _CHECK_USERS, n_items: int = _CHECK_ITEMS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic raw check candidates: head, tail and random users and items.
+
+    Returns:
+        ``(users (U,), items (U, C))`` raw ids; the last column is an unknown item.
+    """
+    rng = np.random.default_rng(0)
+    nu, ni = len(ids.user_ids), len(ids.item_ids)
+    u_rows = np.unique(
+        np.concatenate(
+            [np.arange(min(8, nu)), np.arange(max(nu - 8, 0), nu)]
+            + [rng.integers(0, nu, size=n_users)]
+        )
+    )[:n_users]
+    i_rows = np.concatenate(
+        [
+            np.arange(min(8, ni))[None, :].repeat(len(u_rows), 0),
+            np.arange(max(ni - 8, 0), ni)[None, :].repeat(len(u_rows), 0),
+            rng.integers(0, ni, size=(len(u_rows), n_items - 17)),
+        ],
+        axis=1,
+    )
+    unknown = int(np.max(ids.item_ids)) + 1
+    items = np.concatenate(
+        [ids.item_ids[i_rows], np.full((len(u_rows), 1), unknown, np.int64)], axis=1
+    )
+    return ids.user_ids[u_rows], items
+
+
+def reference_logits(
+    trained: Any, ids: Any, users: np.ndarray, items: np.ndarray
+) -> np.ndarray:
+    """The trained model's logits (SQ tables dequantized) for raw known ids."""
+    row_of_user = {int(r): i for i, r in enumerate(ids.user_ids)}
+    row_of_item = {int(r): i for i, r in enumerate(ids.item_ids)}
+    u = np.asarray([row_of_user[int(x)] for x in users], np.int64)
+    i = np.vectorize(lambda x: row_of_item[int(x)])(items).astype(np.int64)
+    with tables.serving_tables(trained, trained.embedding_config):
+        if ids.histories is not None:
+            out = trained.score_items(ids.histories[u], i + 1, training=False)
+        else:
+            out = trained.score_items(u, i, training=False)
+        return keras.ops.convert_to_numpy(out)
+
+
+def verify_ranking(out: str, trained: Any, ids: Any) -> dict[str, Any]:
+    """Reloads the export and compares its scores with the trained model's.
+
+    Raises:
+        ExportCheckError: above :data:`TOLERANCE`, or an unknown item
+            not flagged.
+    """
+    users, items = check_candidates(ids)
+    reference = reference_logits(trained, ids, users, items[:, :-1])
+    scorer = load_ranking_scorer(out)
+    got, known = scorer.score_matrix(users, items)
+    diff = float(np.max(np.abs(got[:, :-1] - reference), initial=0.0))
+    flags_ok = bool(known[:, :-1].all() and not known[:, -1].any())
+    check = {
+        "pairs": int(reference.size),
+        "max_abs_logit_diff": diff,
+        "tolerance": TOLERANCE,
+        "unknown_ids_flagged": flags_ok,
+        "reference": "trained model"
+        + (" with SQ-dequantized tables" if tables.sq_bits_by_role(
+            trained, trained.embedding_config) else ""),
+    }  # fmt: skip
+    if not (diff <= TOLERANCE and flags_ok):
+        raise ExportCheckError(
+            f"{out}: exported scores differ from the trained model's (max |logit diff| "
+            f"{diff:.3g} > {TOLERANCE}, unknown ids flagged: {flags_ok}); "
+            "export_metadata.json not written"
+        )
+    return check

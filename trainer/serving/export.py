@@ -6,9 +6,13 @@ values of :func:`trainer.preprocessing.serving_input_signature` (``tf.string`` p
 categorical, ``""`` = missing; ``float32`` per numeric, NaN = missing), runs
 :class:`trainer.preprocessing.FeatureTransform` (vocabulary files become SavedModel
 assets) and the wide-and-deep model, and returns ``{"probability": (batch,), "logit":
-(batch,)}``. A second signature, ``transform_features``, returns the ids only.
+(batch,)}``. A second signature, ``transform_features``, returns the ids only. A
+ranking model directory (GMF, NeuMF, SASRec trained by ``trainer.task``) is exported by
+:mod:`trainer.serving.ranking_export` instead: raw user and item ids in, one score per
+(user, candidate item) out.
 
-Embeddings are saved in their serving form: DPQ / MGQE layers become
+Embeddings are saved in their serving form (:func:`trainer.serving.tables.serving_layer`,
+the one path the ranking export also takes): DPQ / MGQE layers become
 :class:`~trainer.layers.compact_embedding.CompactCodebookEmbedding` (integer codes +
 centroids; the query table is not saved); the deep tables of ``full`` features become
 :class:`~trainer.layers.scalar_quantized_embedding.ScalarQuantizedEmbedding` when SQ is
@@ -34,7 +38,6 @@ every other table (hash, bucket, cross) as exported, plus the dense parameters, 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -49,28 +52,18 @@ import tensorflow as tf
 from trainer import preprocessing
 from trainer.contracts.features import FeatureSpec, Treatment
 from trainer.serving import checks as export_checks
-from trainer.serving import scoring
+from trainer.serving import ranking_export, scoring, sizes, tables
+from trainer.serving.scoring import savedmodel_bytes
+from trainer.serving.tables import ServingInfo
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 TRANSFORM_SIGNATURE = "transform_features"
-SAVEDMODEL_ENTRIES = ("saved_model.pb", "variables", "assets", "fingerprint.pb")
 BASELINE = (
     "float32 (V+1)-row tables for every dictionary feature (deep and wide), other "
     "tables as exported, dense parameters at 32 bits"
 )
-
-
-@dataclasses.dataclass
-class ServingInfo:
-    """What :func:`build_serving_model` replaced, and with what."""
-
-    compact_arrays: dict[str, dict[str, np.ndarray]] = dataclasses.field(
-        default_factory=dict
-    )
-    sq_tables: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    replaced: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def export_serving_model(
@@ -111,6 +104,19 @@ def export_serving_model(
     if os.path.exists(os.path.join(out, "saved_model.pb")):
         raise FileExistsError(f"{out} already holds a SavedModel; use a new --out")
     trained, meta = load_trained(model_dir)
+    if ranking_export.is_ranking_model(trained):
+        if sq_bits is not None:
+            raise ValueError(
+                "--sq-bits is for wide-and-deep models; a ranking model is served "
+                "scalar-quantized when trained with embedding.kind 'sq'"
+            )
+        return ranking_export.export_ranking_model(
+            trained,
+            ranking_export.load_ids(model_dir, meta, trained),
+            out,
+            packed_codes=packed_codes,
+            model_dir=model_dir,
+        )
     transform = preprocessing.FeatureTransform(trained.spec, artifacts)
     export_checks.check_vocabularies(trained, transform, artifacts)
     sq_bits = _resolve_sq_bits(meta, sq_bits)
@@ -131,7 +137,7 @@ def export_serving_model(
         "size_bytes": savedmodel_bytes(out),
         "keras_model_bytes": os.path.getsize(os.path.join(model_dir, MODEL_FILE)),
         "trained_serving_bits": int(trained.serving_bits()),
-        **_size_fields(serving, info, transform.vocabulary_sizes),
+        **_size_fields(serving, transform.vocabulary_sizes),
         "compact_layers": info.replaced,
         "sq_bits": sq_bits,
         "packed_codes": packed_codes,
@@ -145,10 +151,8 @@ def export_serving_model(
     return result
 
 
-def _size_fields(
-    serving: Any, info: ServingInfo, vocabulary_sizes: Mapping[str, int]
-) -> dict[str, Any]:
-    bits, full = table_bits(serving, info, vocabulary_sizes)
+def _size_fields(serving: Any, vocabulary_sizes: Mapping[str, int]) -> dict[str, Any]:
+    bits, full = table_bits(serving, vocabulary_sizes)
     return {
         "serving_bits": sum(bits.values()),
         "full_embedding_bits": sum(full.values()),
@@ -163,8 +167,9 @@ def _size_fields(
 
 
 def load_trained(model_dir: str) -> tuple[Any, dict[str, Any]]:
-    """The trained ``WideAndDeep`` of a ``trainer.task`` output and its metadata."""
-    from trainer.models import wide_deep  # noqa: F401  registers the Keras classes
+    """The trained model of a ``trainer.task`` output and its metadata."""
+    # Imported to register the Keras classes.
+    from trainer.models import gmf, neumf, sasrec, wide_deep  # noqa: F401
 
     path = os.path.join(model_dir, MODEL_FILE)
     if not os.path.isfile(path):
@@ -191,36 +196,19 @@ def build_serving_model(
         ``(serving_model, info)``; every weight the serving model shares with
         ``trained`` is copied, the replaced layers are built from their exports.
     """
-    from trainer.layers.compact_embedding import CompactCodebookEmbedding
-    from trainer.layers.dpq_embedding import DPQEmbedding
-    from trainer.layers.mgqe_embedding import MGQEEmbedding
-    from trainer.layers.scalar_quantized_embedding import ScalarQuantizedEmbedding
     from trainer.models.wide_deep import WideAndDeep, dummy_inputs
 
     serving = WideAndDeep.from_config(trained.get_config())
     info = ServingInfo()
     for f in trained.spec.categorical:
-        layer, name = trained.deep_embeddings[f.name], f"emb_{f.name}"
-        if isinstance(layer, DPQEmbedding | MGQEEmbedding):
-            arrays = layer.export_compact()
-            info.compact_arrays[f.name] = arrays
-            new = CompactCodebookEmbedding.from_arrays(
-                arrays, packed=packed_codes, name=name
-            )
-            info.replaced[f.name] = (
-                f"{type(layer).__name__} -> CompactCodebookEmbedding"
-            )
-        elif sq_bits and f.treatment is Treatment.FULL:
-            table = keras.ops.convert_to_numpy(layer.embeddings)
-            new = ScalarQuantizedEmbedding.from_table(table, bits=sq_bits, name=name)
-            info.sq_tables[f.name] = keras.ops.convert_to_numpy(
-                new(np.arange(len(table)))
-            )
-            info.replaced[f.name] = (
-                f"FullEmbedding -> ScalarQuantizedEmbedding({sq_bits})"
-            )
-        else:
+        layer = trained.deep_embeddings[f.name]
+        bits = sq_bits if f.treatment is Treatment.FULL else None
+        served = tables.serving_layer(layer, bits, packed_codes, f"emb_{f.name}")
+        if served is None:
             continue
+        new, info.replaced[f.name] = served
+        if bits:
+            info.sq_tables[f.name] = tables.dequantized_table(new)
         old = serving.deep_embeddings[f.name]
         serving.deep_embeddings[f.name] = new
         serving._tracker.untrack(old)  # never built: keep it out of the saved object
@@ -304,52 +292,30 @@ class ServingModule(tf.Module):
 
 
 def table_bits(
-    serving: Any, info: ServingInfo, vocabulary_sizes: Mapping[str, int]
+    serving: Any, vocabulary_sizes: Mapping[str, int]
 ) -> tuple[dict[str, int], dict[str, int]]:
     """Serving bits and full-embedding baseline bits per table, plus ``"dense"``.
 
-    Tables are named by layer (``emb_<f>``, ``wide_<f>``). Serving bits follow Table 1:
-    each layer's ``serving_bits()``, codebooks as packed code bits + centroid floats;
-    ``"dense"`` is 32 bits per remaining parameter. The baseline is in the module
-    docstring.
+    Tables are named by layer (``emb_<f>``, ``wide_<f>``). Serving bits are
+    :func:`trainer.serving.tables.size_of` (each layer's ``serving_bits()``, MGQE paper
+    Table 1; ``"dense"`` is 32 bits per remaining parameter). The baseline is in the
+    module docstring.
     """
-    from trainer.layers.compact_embedding import compact_serving_bits
-
-    bits: dict[str, int] = {}
+    layers: dict[str, Any] = {}
     full: dict[str, int] = {}
-    table_vars: set[int] = set()
     groups = [(n, layer, True) for n, layer in serving.deep_embeddings.items()]
     groups += [(n, layer, False) for n, layer in serving.wide_tables.items()]
     for name, layer, deep in groups:
-        if deep and name in info.compact_arrays:
-            bits[layer.name] = compact_serving_bits(info.compact_arrays[name])
-        else:
-            bits[layer.name] = int(layer.serving_bits())
-        table_vars.update(id(v) for v in layer.weights)
-        width = int(layer.output_dim) if deep else 1
+        layers[layer.name] = layer
         rows = vocabulary_sizes.get(name)
-        full[layer.name] = bits[layer.name] if rows is None else 32 * (rows + 1) * width
-    dense = sum(
-        int(np.prod(v.shape)) for v in serving.weights if id(v) not in table_vars
-    )
-    bits["dense"] = full["dense"] = 32 * dense
-    return bits, full
-
-
-def savedmodel_bytes(path: str) -> int:
-    """Bytes (sum of file sizes) of the SavedModel files a server loads.
-
-    Counts ``saved_model.pb``, ``variables/``, ``assets/`` and ``fingerprint.pb``, not
-    ``assets.extra/`` or ``export_metadata.json``.
-    """
-    total = 0
-    for entry in SAVEDMODEL_ENTRIES:
-        p = os.path.join(path, entry)
-        if os.path.isfile(p):
-            total += os.path.getsize(p)
-        for root, _dirs, files in os.walk(p):
-            total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-    return total
+        if rows is not None:
+            width = int(layer.output_dim) if deep else 1
+            full[layer.name] = sizes.full_bits(rows + 1, width)
+        else:
+            full[layer.name] = tables.table_bits(layer)
+    size = tables.size_of(serving, layers, full_table_bits=full)
+    bits = {**size.table_bits, "dense": size.dense_bits}
+    return bits, {**size.full_table_bits, "dense": size.dense_bits}
 
 
 # -------------------------------------------------------------------------- helpers
@@ -430,9 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serving_bits",
         "full_embedding_bits",
         "compression_ratio",
+        "model_size_percent",
         "check",
     )
-    print(json.dumps({k: info[k] for k in keys}, indent=1))
+    print(json.dumps({k: info[k] for k in keys if k in info}, indent=1))
     return 0
 
 

@@ -20,7 +20,7 @@ from trainer.data import examples as data
 from trainer.layers.compact_embedding import CompactCodebookEmbedding
 from trainer.models.wide_deep import WideAndDeep, dummy_inputs
 from trainer.serving import checks as export_checks
-from trainer.serving import export, scoring
+from trainer.serving import export, scoring, tables
 
 ITEM_DIM = 128  # tests/trainer/conftest.py: item_id is a 128-wide MGQE feature
 
@@ -287,9 +287,7 @@ def test_verify_raises_when_the_export_differs(
         trained.spec, os.path.join(trained_model_dir, "artifacts")
     )
     table = keras.ops.convert_to_numpy(trained.deep_embeddings["category"].embeddings)
-    wrong = export.ServingInfo(
-        sq_tables={"category": table + 0.5}
-    )  # not what was saved
+    wrong = tables.ServingInfo(sq_tables={"category": table + 0.5})  # not saved
     with pytest.raises(export_checks.ExportCheckError, match="differ"):
         export_checks.verify(out, trained, wrong, transform, eval_raw)
     np.testing.assert_array_equal(  # the reference swap is undone
@@ -317,6 +315,6 @@ def test_cli(trained_model_dir, tmp_path, capsys):
     out = str(tmp_path / "cli")
     assert export.main(["--model", trained_model_dir, "--out", out]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["size_bytes"] == export.savedmodel_bytes(out)
+    assert printed["size_bytes"] == scoring.savedmodel_bytes(out)
     assert export.main(["--model", trained_model_dir, "--out", out]) == 2
     assert "already holds a SavedModel" in capsys.readouterr().err
