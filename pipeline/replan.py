@@ -38,7 +38,7 @@ def replan(args: argparse.Namespace) -> int:
     """Plans, prints what would change, optionally writes the new spec."""
     from trainer.contracts import storage
     from trainer.contracts.features import load_feature_spec
-    from trainer.planning import planner
+    from trainer.planning import output, planner
 
     spec = load_feature_spec(args.spec)
     text = args.budget
@@ -50,7 +50,7 @@ def replan(args: argparse.Namespace) -> int:
         raise ValueError("replan needs --budget, or --config with data.budget set")
     budget = planner.parse_budget(text)
     plan = planner.make_plan(args.stats, spec, budget, spec_source=args.spec)
-    print(planner.format_table(plan))
+    print(output.format_table(plan))
     diff = changes(plan, spec, args.stats)
     if not diff:
         print(f"replan: no feature would change ({args.spec} is still the plan)")
@@ -62,7 +62,7 @@ def replan(args: argparse.Namespace) -> int:
             f"{100 * d['cost_after']:.3f} %"
         )
     if args.out:
-        storage.write_text(args.out, planner.spec_yaml(plan, spec, budget))
+        storage.write_text(args.out, output.spec_yaml(plan, spec, budget))
         print(f"replan: wrote {args.out}; apply it with a cold start")
     return 0
 

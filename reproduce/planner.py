@@ -48,7 +48,7 @@ def plan_specs(
 ) -> dict[tuple[float, str], tuple[str, dict[str, Any]]]:
     """Spec path and plan summary per (budget %, method), under ``root/specs``."""
     from trainer.contracts.features import Treatment, load_feature_spec
-    from trainer.planning import planner
+    from trainer.planning import output, planner
 
     base_path = os.path.join(hashing.REPO, "specs", "features", f"{dataset}_full.yaml")
     spec = load_feature_spec(base_path)
@@ -60,7 +60,7 @@ def plan_specs(
             plan = planner.make_plan(
                 stats, spec, budget, hidden_units=units, treatments=only
             )
-            d = planner.planned_spec(plan, spec)
+            d = output.planned_spec(plan, spec)
             d["name"] = f"{dataset}_{method.replace(' ', '_')}_{p:g}pct"
             path = hashing_data.write_spec(d, os.path.join(root, "specs"))
             summary = plan.summary()

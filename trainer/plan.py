@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from trainer.contracts import storage
 from trainer.contracts.features import FeatureSpecError, load_feature_spec
-from trainer.planning import cost, planner
+from trainer.planning import cost, output, planner
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -89,10 +89,10 @@ def run(args: argparse.Namespace) -> planner.Plan:
         quant_penalty=args.quant_penalty,
         spec_source=args.spec,
     )
-    storage.write_text(args.out, planner.spec_yaml(plan, spec, budget))
+    storage.write_text(args.out, output.spec_yaml(plan, spec, budget))
     if args.summary:
         storage.write_text(args.summary, json.dumps(plan.summary(), indent=1))
-    print(planner.format_table(plan))
+    print(output.format_table(plan))
     print(f"wrote {args.out}")
     return plan
 

@@ -10,7 +10,7 @@ import pytest
 
 from trainer.contracts import artifacts
 from trainer.contracts.features import FeatureSpec, Treatment, load_feature_spec
-from trainer.planning import candidates, planner, solver
+from trainer.planning import candidates, output, planner, solver
 
 
 def write_stats(directory, tables: dict[str, list[int]]) -> str:
@@ -164,9 +164,9 @@ def test_plans_are_deterministic_and_tighter_budgets_cost_more(
         b = planner.make_plan(
             str(synthetic_stats), spec, planner.parse_budget(f"{percent}%")
         )
-        assert planner.spec_yaml(
-            a, spec, planner.parse_budget("1")
-        ) == planner.spec_yaml(b, spec, planner.parse_budget("1"))
+        assert output.spec_yaml(a, spec, planner.parse_budget("1")) == output.spec_yaml(
+            b, spec, planner.parse_budget("1")
+        )
         costs.append(a.predicted_cost)
     assert costs == sorted(costs, reverse=True)
     assert costs[0] > costs[-1]
@@ -192,7 +192,7 @@ def test_planned_spec_loads_back_unchanged(synthetic_stats, spec_path, tmp_path)
     budget = planner.parse_budget("70%")
     plan = planner.make_plan(str(synthetic_stats), spec, budget)
     path = tmp_path / "planned.yaml"
-    path.write_text(planner.spec_yaml(plan, spec, budget))
+    path.write_text(output.spec_yaml(plan, spec, budget))
     loaded = load_feature_spec(str(path))
     for f in plan.features:
         entry = candidates.spec_entry(loaded.feature(f.name))
@@ -208,8 +208,8 @@ def test_planned_spec_loads_back_unchanged(synthetic_stats, spec_path, tmp_path)
 def test_replan_comparison_names_changed_features(synthetic_stats, spec_path):
     spec = load_feature_spec(spec_path)
     plan = planner.make_plan(str(synthetic_stats), spec, planner.parse_budget("70%"))
-    new = planner.planned_spec(plan, spec)
-    lines = planner.compare(spec, new)
+    new = output.planned_spec(plan, spec)
+    lines = output.compare(spec, new)
     changed = {line.split(":")[0] for line in lines}
     expected = {
         f.name
@@ -219,7 +219,7 @@ def test_replan_comparison_names_changed_features(synthetic_stats, spec_path):
     }
     assert changed == expected and changed
     same = FeatureSpec.from_dict(new)
-    assert planner.compare(same, new) == []
+    assert output.compare(same, new) == []
 
 
 @pytest.mark.parametrize(
