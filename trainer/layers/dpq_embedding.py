@@ -1,7 +1,7 @@
 """DPQEmbedding: differentiable product quantisation, VQ variant (DPQ-VQ).
 
 Chen, Li & Sun, "Differentiable Product Quantization for End-to-End Embedding
-Compression" (ICML 2020), as described in ALGORITHMS.md 1.1-1.5 and used by MGQE (Kang
+Compression" (ICML 2020) and its reference code, as used by MGQE (Kang
 et al. 2020). The VQ building blocks (response, search, centroid gather, straight-through
 output, regulariser) live in :mod:`trainer.layers.vq_ops` and are re-exported here; this
 module adds the checks, the batch norm and the layer base class (``VQEmbeddingBase``)
@@ -68,7 +68,7 @@ class VQEmbeddingBase(keras.layers.Layer, base.CompactEmbeddingMixin):
     """What DPQ-VQ and MGQE layers share around their code search.
 
     A ``(num_rows, output_dim)`` query table ``embeddings`` looked up by clipped ids,
-    the VQ loss and straight-through output (ALGORITHMS.md 1.2), the chunked export
+    the VQ loss and straight-through output (DPQ-VQ), the chunked export
     pass, the NumPy compact lookup and the loss-weight/initializer arguments. Not
     registered: only the subclasses are saved.
     """
@@ -114,6 +114,29 @@ class VQEmbeddingBase(keras.layers.Layer, base.CompactEmbeddingMixin):
         shape = ops.shape(ids)
         flat = ops.reshape(base.clip_ids(ids, self.num_rows), (-1,))
         return shape, flat, ops.take(self.embeddings, flat, axis=0)
+
+    def _distinct_codes(
+        self, flat: Any, queries: Any, codes_of: Callable[[Any, Any], Any]
+    ) -> Any:
+        """The batch's codes, searched once per distinct id and gathered back.
+
+        ``codes_of(queries, rows)`` returns the codes of those query rows. A row's code
+        depends only on its own query (and tier) and the current centroids, so the
+        search over the distinct ids of the batch, gathered back by position, gives
+        exactly the codes of searching every position (integers: no rounding), at the
+        cost of the distinct ids only (a Zipf-distributed batch repeats its head ids
+        many times). The straight-through output, the VQ loss and every gradient still
+        use the full batch, unchanged. Batch-normalised responses depend on the whole
+        batch, so those layers (and backends without a dynamic-size unique) search
+        every position.
+        """
+        if self.response_batchnorm or keras.backend.backend() != "tensorflow":
+            return codes_of(queries, flat)
+        import tensorflow as tf  # the tensorflow backend is running: already imported
+
+        distinct, position = tf.unique(flat)
+        rows = ops.take(self.embeddings, distinct, axis=0)
+        return ops.take(codes_of(rows, distinct), position, axis=0)
 
     def _vq_output(self, queries: Any, quantized: Any, shape: Any) -> Any:
         """Adds the VQ loss (when weighted); ``e + sg(q - e)`` as ``shape + (d,)``."""
@@ -161,7 +184,7 @@ class DPQEmbedding(VQEmbeddingBase):
     batch norm take the sort-and-search of :func:`trainer.layers.vq_ops.scalar_codes`
     (same codes, no ``(N, D, K)`` tensor). The layer adds ``alpha mean((q - sg(e))^2) + beta mean((sg(q) -
     e)^2)`` through ``add_loss``; it is the only thing that moves the centroids (Chen,
-    Li & Sun 2020, DPQ-VQ; ALGORITHMS.md 1.2).
+    Li & Sun 2020, DPQ-VQ; their code's ``kd_quantizer.py``).
 
     Args:
         num_rows: n (``V + 1`` for dictionary ids; ids outside ``[0, n)`` use row ``n -
@@ -248,8 +271,10 @@ class DPQEmbedding(VQEmbeddingBase):
 
     def call(self, ids: Any, training: bool | None = None) -> Any:
         """Integer ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""
-        shape, _, queries = self._lookup_queries(ids)
-        codes = self._codes(queries, training)
+        shape, flat, queries = self._lookup_queries(ids)
+        codes = self._distinct_codes(
+            flat, queries, lambda rows, _: self._codes(rows, training)
+        )
         quantized = ops.reshape(
             gather_centroids(self.centroids, codes), (-1, self.output_dim)
         )
@@ -259,7 +284,7 @@ class DPQEmbedding(VQEmbeddingBase):
         """Codes of every row from one inference-mode pass (batch norm: moving stats).
 
         Returns:
-            ``(n, D)`` int64 codes, recomputed from the current weights (ALGORITHMS 1.4:
+            ``(n, D)`` int64 codes, recomputed from the current weights (DPQ's post-training extraction:
             never stale per-batch codes). Rows go through in memory-bounded chunks,
             which in inference mode changes nothing.
         """

@@ -2,7 +2,7 @@
 
 Kang, Cheng, Chen, Yi, Lin, Hong & Chi, "Learning Multi-granular Quantized Embeddings
 for Large-Vocab Categorical Features in Recommender Systems" (WWW 2020 Companion / long
-version); ALGORITHMS.md 2.1-2.5. The quantiser is DPQ-VQ
+version): frequency tiers, three variants, Algorithm 1, Table 1. The quantiser is DPQ-VQ
 (:mod:`trainer.layers.dpq_embedding`); the unshared-variable-D computations live in
 :mod:`trainer.layers.mgqe_unshared`.
 """
@@ -43,7 +43,7 @@ class MGQEEmbedding(dpq.VQEmbeddingBase):
     Lookups (identical codes without batch norm; a test checks it bit for bit):
 
     * ``"masked"``: one pass, responses to all centroids, ``-inf`` outside the tier's
-      range, argmax (the single-pass form of ALGORITHMS 2.4). Scalar subspaces
+      range, argmax (a single-pass form of MGQE's Algorithm 1). Scalar subspaces
       (``s = 1``) without batch norm search each tier's sorted centroids instead
       (:func:`trainer.layers.vq_ops.scalar_codes`, same codes).
     * ``"groupwise"``: MGQE Algorithm 1 in backend-neutral ``keras.ops``: per tier,
@@ -316,7 +316,14 @@ class MGQEEmbedding(dpq.VQEmbeddingBase):
         """Integer ids of any shape -> ``ids.shape + (output_dim,)`` embeddings."""
         shape, flat, queries = self._lookup_queries(ids)
         tiers = ops.take(self.row_tier, flat)
-        quantized = self._decode(self._local_codes(queries, tiers, training), tiers)
+        codes = self._distinct_codes(
+            flat,
+            queries,
+            lambda rows, ids: self._local_codes(
+                rows, ops.take(self.row_tier, ids), training
+            ),
+        )
+        quantized = self._decode(codes, tiers)
         return self._vq_output(queries, quantized, shape)
 
     def compute_codes(self) -> np.ndarray:
