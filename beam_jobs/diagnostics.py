@@ -3,7 +3,7 @@
 For a feature hashed into ``B`` buckets, the *tail* is the set of distinct values of
 this run that are not in the dictionary (all values for ``hash``/``double_hash``).
 With ``n`` tail values the measured collision rate is ``(n - occupied buckets) / B``;
-its expectation is the formula of ALGORITHMS.md 3.2,
+its expectation is the collision-rate formula of Zhang et al. 2020 (RecSys), Table 1,
 ``r(n, B) = n/B + expm1(n * log1p(-1/B))``. Double hashing behaves like one hash into
 ``B**2`` slots, so the pair ``(h1, h2)`` is measured against ``r(n, B**2)``; for hybrid
 hashing ``n = |T| - k`` is the tail left after the dictionary.

@@ -369,7 +369,7 @@ class TopKDictionary(
 def rank_tiers(config: FeatureConfig, weights_by_rank: np.ndarray) -> np.ndarray:
     """Tier of each rank: by ``tier_min_counts`` thresholds, else by ``tier_shares``.
 
-    ``tier_shares`` uses ``tier_boundaries`` (ceil rounding, ALGORITHMS 2.1);
+    ``tier_shares`` uses ``tier_boundaries`` (ceil rounding: Kang et al. 2020 do not say how they round the 10 % head);
     ``tier_min_counts`` ``[c0 > c1 ...]`` puts weights ``>= c0`` in tier 0, ``[c1, c0)``
     in tier 1, and so on.
     """
@@ -402,7 +402,7 @@ class FrequencyTiers(
         beam.PCollection[tuple[str, FeatureDictionary]],
     ]
 ):
-    """MGQE frequency tiers of each dictionary row (Kang et al. 2020; ALGORITHMS 2.1).
+    """MGQE frequency tiers of each dictionary row (Kang et al. 2020, frequency partition).
 
     Example:
         >>> tiered = dicts | FrequencyTiers(spec)  # doctest: +SKIP

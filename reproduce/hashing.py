@@ -1,4 +1,4 @@
-"""Hybrid hashing reproduction (Zhang et al., RecSys 2020; ALGORITHMS.md 3.4).
+"""Hybrid hashing reproduction (Zhang et al., RecSys 2020: the ads and timeline experiments).
 
 **Table 3 style**, wide-and-deep on two datasets:
 

@@ -23,9 +23,9 @@ INTRO = """\
 
 Wide-and-deep (`trainer.models.wide_deep`) trained by `trainer.task.run`, scored with
 RCE = 100 · (1 − CE / CE_naive) on the evaluation events (`trainer.evaluation.metrics`,
-ALGORITHMS.md 4; higher is better). Model size = serving bits of the **whole** model
+RecSys Challenge 2020 RCE; higher is better). Model size = serving bits of the **whole** model
 (every table plus 32-bit dense weights), relative to the full-embedding baseline
-(ALGORITHMS.md 3.4). Only the large vocabularies change between variants; `k` is the
+(as Zhang et al. 2020 report it). Only the large vocabularies change between variants; `k` is the
 dictionary size, and hybrid double-hashes every other value into two tables of `B` rows
 with d/2 columns each (concatenated), `B = 2^-j` of the baseline's rows.
 Mean ± sample std over training seeds (the data is fixed; one seed shows no std).

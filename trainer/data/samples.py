@@ -2,7 +2,7 @@
 
 The data is SASRec's leave-last-two-out split (:mod:`trainer.data.sequences`), renumbered
 here so that row 0 is the most frequent id of the *training* set (MGQE, Kang et al.
-2020, section 3: tiers are frequency ranges). Training examples follow ALGORITHMS.md 7:
+2020, section 3: tiers are frequency ranges). Training examples follow each backbone's paper:
 
 * GMF / NeuMF (He et al. 2017): pointwise BCE, ``num_negatives`` negatives per positive
   drawn uniformly from the items the user has no training interaction with, redrawn

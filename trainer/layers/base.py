@@ -1,7 +1,7 @@
 """The protocol every compressed embedding layer implements, plus tiny shared helpers.
 
 A layer that implements :class:`CompactEmbedding` can say how many bits it needs
-at serving time (ALGORITHMS.md 2.5, Table 1), export the arrays a server would hold,
+at serving time (MGQE, Kang et al. 2020, Table 1), export the arrays a server would hold,
 and look ids up in those arrays with plain NumPy. The NumPy lookup is the reference
 the tests compare the Keras forward pass against, for every id.
 
@@ -32,7 +32,7 @@ class CompactEmbedding(Protocol):
     """
 
     def serving_bits(self) -> int:
-        """Bits needed to serve the layer (ALGORITHMS.md 2.5, Table 1)."""
+        """Bits needed to serve the layer (Kang et al. 2020, Table 1)."""
         ...
 
     def export_compact(self) -> dict[str, np.ndarray]:
@@ -64,7 +64,7 @@ class CompactEmbeddingMixin(abc.ABC):
 
     @abc.abstractmethod
     def serving_bits(self) -> int:
-        """Bits needed to serve the layer (ALGORITHMS.md 2.5, Table 1)."""
+        """Bits needed to serve the layer (Kang et al. 2020, Table 1)."""
 
     @abc.abstractmethod
     def export_compact(self) -> dict[str, np.ndarray]:

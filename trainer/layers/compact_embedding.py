@@ -2,7 +2,7 @@
 
 After training, DPQ (Chen, Li & Sun, ICML 2020) and MGQE (Kang et al. 2020) throw the
 query table away and keep only integer **codes** (``n x D``) and the **centroid** table;
-serving is a gather, ``out_j = C[j, code_j]`` (ALGORITHMS.md 1.4). This module holds
+serving is a gather, ``out_j = C[j, code_j]`` (DPQ, Chen, Li & Sun 2020). This module holds
 
 * the export format shared by :class:`~trainer.layers.dpq_embedding.DPQEmbedding` and
   :class:`~trainer.layers.mgqe_embedding.MGQEEmbedding` (:func:`make_compact_arrays`),
@@ -257,7 +257,7 @@ class CompactCodebookEmbedding(keras.layers.Layer):
     The layer holds the exported arrays as non-trainable weights (codes as uint8/uint16,
     or bit-packed at ``ceil(log2 K_i)`` bits) and reproduces the trained layer's
     inference output for every id with one gather of codes and one gather of centroids
-    (DPQ, Chen, Li & Sun 2020, section 1.4 of ALGORITHMS.md; MGQE, Kang et al. 2020,
+    (DPQ, Chen, Li & Sun 2020; MGQE, Kang et al. 2020,
     Table 1).
 
     Build it with :meth:`from_arrays`; the constructor takes only the shapes, so that

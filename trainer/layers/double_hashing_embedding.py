@@ -24,8 +24,8 @@ COMBINERS = ("sum", "concat")
 class DoubleHashingEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
     """Combines the rows of two hash buckets ``(h1 mod B, h2 mod B)`` per value.
 
-    The pair acts like one hash into B² slots at the cost of 2B rows (ALGORITHMS.md
-    3.1). With ``combiner="sum"`` the tables have ``output_dim`` columns and are added;
+    The pair acts like one hash into B² slots at the cost of 2B rows (Zhang et al.
+    2020). With ``combiner="sum"`` the tables have ``output_dim`` columns and are added;
     with ``"concat"`` each has ``output_dim / 2`` columns. ``shared_table=True`` uses
     one table for both hashes. Ids outside ``[0, B)`` are served from bucket ``B - 1``.
     Serving size: ``32 · B · c`` bits per table (c = table columns; 1 or 2 tables).

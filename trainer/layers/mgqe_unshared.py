@@ -6,7 +6,7 @@ layer module stays short:
 * :func:`masked_codes` is the single-pass lookup: responses to every centroid, ``-inf``
   outside the id's tier range, argmax; :func:`masked_search` gives the same codes by
   sorted search for scalar subspaces (:mod:`trainer.layers.vq_ops`).
-* :func:`groupwise_codes` is MGQE Algorithm 1 (ALGORITHMS.md 2.4) in ``keras.ops``:
+* :func:`groupwise_codes` is MGQE Algorithm 1 (Kang et al. 2020, group-wise lookup) in ``keras.ops``:
   ``ops.nonzero`` + ``ops.take`` play ``tf.dynamic_partition``, ``ops.scatter`` plays
   ``tf.dynamic_stitch``. Each tier runs one batched matmul (or, for scalar subspaces,
   the sorted search) over its own ids and its own ``K_i`` centroids.

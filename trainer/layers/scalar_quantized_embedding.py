@@ -86,7 +86,7 @@ class ScalarQuantizedEmbedding(keras.layers.Layer, CompactEmbeddingMixin):
     Built with :meth:`from_table` after training (no trainable weights). Ids outside
     ``[0, num_rows)`` are served from the last row. Serving size: ``n·d·b`` bits for
     the codes (MGQE Table 1) **plus ``2·d·32``** for the per-column min/max, which
-    Table 1 omits and ALGORITHMS.md 2.5 adds.
+    Table 1 omits (with it, the paper's printed GMF SQ size of 25.0 % is reproduced).
 
     Args:
         num_rows: n.

@@ -1,8 +1,8 @@
 """Vector-quantisation building blocks of DPQ-VQ and MGQE, and a fast scalar search.
 
-The exhaustive search builds the ``(D, N, K)`` response ``-||e - k||^2`` (ALGORITHMS.md
-1.2) and takes its argmax. With the papers' default ``D = d`` every subspace is a
-scalar (``s = 1``, ALGORITHMS.md 2.3), and :func:`scalar_codes` finds the same codes
+The exhaustive search builds the ``(D, N, K)`` response ``-||e - k||^2`` (DPQ-VQ,
+Chen, Li & Sun 2020) and takes its argmax. With the papers' default ``D = d`` every subspace is a
+scalar (``s = 1``, MGQE's D = d = 64), and :func:`scalar_codes` finds the same codes
 without that tensor:
 
 1. Per subspace (and tier), sort the centroids and merge equal values; each distinct
@@ -87,7 +87,7 @@ def vq_response(queries: Any, centroids: Any) -> Any:
         centroids: ``(D, K, s)`` centroids.
 
     Returns:
-        ``(D, N, K)`` responses; the code is their argmax (ALGORITHMS 1.2).
+        ``(D, N, K)`` responses; the code is their argmax (DPQ-VQ).
     """
     by_subspace = ops.transpose(queries, (1, 0, 2))
     dots = ops.matmul(by_subspace, ops.transpose(centroids, (0, 2, 1)))

@@ -5,7 +5,7 @@ at each layer, fused by one output unit: ŷ = σ(hᵀ[p^G ⊙ q^G ; MLP(p^M, q^M
 MGQE (Kang et al. 2020) there is no pre-training, and all four tables (GMF/MLP ×
 user/item) are built from the same :class:`~trainer.config.EmbeddingConfig`. With
 d = 64 and ``hidden_units = (64, 32, 16)`` the MLP input is 128 wide ("pyramid, 3 hidden
-layers", ALGORITHMS.md 7.1).
+layers" in the MGQE paper, Kang et al. 2020).
 
 Example:
     >>> model = NeuMF(10, 20, {"kind": "full", "dim": 8}, hidden_units=(8, 4))

@@ -1,7 +1,7 @@
 """Exact size accounting (bits) and hash-collision formulas, in pure Python/NumPy.
 
-Sizes follow Table 1 of MGQE (Kang et al. 2020), as written out in ALGORITHMS.md 1.5 and
-2.5: every stored float costs 32 bits, and a code that picks one of ``K`` centroids
+Sizes follow Table 1 of MGQE (Kang et al. 2020) and DPQ's size formulas (Chen, Li & Sun
+2020): every stored float costs 32 bits, and a code that picks one of ``K`` centroids
 costs ``ceil(log2 K)`` bits (what a packed store really needs; the paper writes ``log
 K``). "Model size %" is the bits needed to *serve the whole model*, every embedding
 table plus every uncompressed parameter at 32 bits, divided by the same quantity for the
@@ -9,7 +9,7 @@ full-embedding model.
 
 The collision formulas are those of Zhang et al., "Model Size Reduction Using Frequency
 Based Double Hashing for Recommender Systems" (RecSys 2020), Table 1, in the numerically
-stable form of ALGORITHMS.md 3.2.
+stable form ``n/B + expm1(n log1p(-1/B))``.
 
 This module imports no TensorFlow, so the size report and the pipeline can use it
 freely.
@@ -107,7 +107,7 @@ def lrf_bits(
         output_dim: d.
         rank: r.
         include_projection: Count Q. Pass False for every table but one when several
-            tables share one Q (ALGORITHMS 2.5, GMF LRF 75.51 %).
+            tables share one Q (only then is Kang et al.'s printed GMF LRF size, 75.5 %, reproduced).
 
     Returns:
         Bits.
@@ -128,7 +128,7 @@ def sq_bits(
     """Scalar quantisation at ``b`` bits a value: ``n d b`` (+ ``2 d`` float32 ranges).
 
     Table 1 lists ``ndb``; the per-dimension min/max the dequantiser needs add ``2 d``
-    floats per table (ALGORITHMS 2.5 reproduction).
+    floats per table (they reproduce Kang et al.'s printed SQ sizes).
 
     Example:
         >>> sq_bits(10, 4, 8)
@@ -264,7 +264,7 @@ def hashing_bits(num_buckets: int, output_dim: int) -> int:
 def double_hashing_bits(
     num_buckets: int, output_dim: int, num_tables: int = 2, combiner: str = "sum"
 ) -> int:
-    """Double hashing: ``num_tables`` tables of ``B`` rows (ALGORITHMS 3.1, "2B").
+    """Double hashing: ``num_tables`` tables of ``B`` rows (Zhang et al. 2020: "2B").
 
     Args:
         num_buckets: B, rows per table.
@@ -349,7 +349,7 @@ def collision_rate(n: int, buckets: int | float) -> float:
     """Expected collisions per bucket when ``n`` values hash into ``B`` buckets.
 
     ``r(n, B) = n/B - 1 + (1 - 1/B)^n``, evaluated as ``n/B + expm1(n log1p(-1/B))`` so
-    that answers near 1e-14 keep their precision (ALGORITHMS 3.2).
+    that answers near 1e-14 keep their precision (Zhang et al. 2020, Table 1).
 
     Args:
         n: Number of distinct values |T|.

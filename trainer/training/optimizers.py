@@ -1,7 +1,7 @@
 """Row-sparse optimizers for embedding tables: SparseAdagrad, SparseFtrl, LazyAdam.
 
 Keras 3 optimizers on the TF backend update every row of an embedding table on every
-step (ALGORITHMS.md 6 uses Adagrad and FTRL on tables of millions of rows): a full
+step (Wide & Deep, Cheng et al. 2016, uses Adagrad and FTRL on tables of millions of rows): a full
 read and write of the table and its slots per step. These optimizers are plain
 ``tf.Module`` objects for our own ``tf.function`` training step:
 
@@ -243,7 +243,7 @@ class SparseAdagrad(RowSparseOptimizer):
     """Adagrad (Duchi et al. 2011) with row-sparse updates for ``tf.IndexedSlices``.
 
     ``acc += g²; var -= lr · g / sqrt(acc + epsilon)``, as ``keras.optimizers.Adagrad``.
-    The deep part of Wide & Deep uses it with learning rate 0.05 (ALGORITHMS.md 6).
+    The deep part of Wide & Deep uses it with learning rate 0.05 (TF's Wide & Deep estimator default).
 
     Args:
         learning_rate: Step size (float or schedule of ``iterations``).
@@ -320,7 +320,7 @@ class SparseFtrl(RowSparseOptimizer):
         z += g - (n'^(-p) - n^(-p)) / lr · w
         w = (clip(z, -l1, l1) - z) / (n'^(-p) / lr + 2·l2)
 
-    The wide part of Wide & Deep uses it with L1 (ALGORITHMS.md 6). Rows never touched
+    The wide part of Wide & Deep uses it with L1 (Cheng et al. 2016). Rows never touched
     keep their initial value here, whereas a dense update would set them to 0 (z = 0).
 
     Args:

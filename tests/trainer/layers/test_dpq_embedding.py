@@ -1,4 +1,4 @@
-"""Tests of DPQEmbedding (DPQ-VQ, ALGORITHMS.md 1.2-1.5)."""
+"""Tests of DPQEmbedding (DPQ-VQ, Chen, Li & Sun 2020)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of MGQEEmbedding: shared, unshared K, unshared D (ALGORITHMS.md 2.2-2.5)."""
+"""Tests of MGQEEmbedding: shared, unshared K, unshared D (Kang et al. 2020)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of trainer.serving.sizes: Table 1 formulas, ALGORITHMS 2.5 and 3.3 reproductions."""
+"""Tests of trainer.serving.sizes: MGQE Table 1, its ML-1M sizes, Zhang et al.'s Table 2."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_mismatched_tiers_name_the_argument():
         sizes.model_size_percent([1], -1, [1])
 
 
-# ----------------------------------------------------------- ALGORITHMS 2.5 (ML-1M)
+# ----------------------------------------------- Kang et al. 2020 sizes (ML-1M)
 
 
 def test_gmf_dpq_sq_lrf_mgqe_rows():
@@ -132,11 +132,11 @@ def test_neumf_dense_fit_and_mgqe_row():
     ]
     assert 66_700 <= min(fits) and max(fits) <= 68_400  # the doc's "66.8-68.3 K"
     low, high = (_pct(_mgqe, p, tables) for p in (min(fits), max(fits)))
-    assert round(low, 1) == 28.7  # ALGORITHMS 2.5: 28.7 % (printed 24.4 %)
+    assert round(low, 1) == 28.7  # the formula gives 28.7 % (printed: 24.4 %)
     assert 28.7 <= low < high < 28.85
 
 
-# ------------------------------------------------------- ALGORITHMS 3.2-3.3 (hashing)
+# --------------------------------------- Zhang et al. 2020, Tables 1-2 (hashing)
 
 T, K_DICT = 4_000_000, 100_000
 
@@ -149,7 +149,7 @@ def test_table_two_baseline_and_hybrid_rates():
     assert half == pytest.approx([0.3244, 2.7436, 6.4393], abs=1e-4)
     full = [sizes.hybrid_collision_rate(T, K_DICT, 2**b) for b in (22, 20, 19)]
     assert full == pytest.approx([2.457e-14, 6.291e-12, 1.0065e-10], rel=5e-4, abs=0)
-    # the printed 2.27e-14 is not reproducible (ALGORITHMS 3.3)
+    # the printed 2.27e-14 is not reproducible (Zhang et al. 2020, Table 2)
     assert full[0] != pytest.approx(2.27e-14, rel=0.05, abs=0)
     assert sizes.double_hash_collision_rate(T - K_DICT, 2**22) == full[0]
     assert sizes.hybrid_collision_rate(10, 10, 4) == 0.0
