@@ -3,20 +3,20 @@
 Plain NumPy functions over whole arrays: the evaluation of a trained model computes
 its scores first and then these.
 
-Ranking (HR@K and NDCG@K as in NCF, He et al. 2017): one relevant item per user; the 0-based rank of the target is
-``r = #{j != target, j not excluded : s_j >= s_target}``. Ties count **against** the
-target (pessimistic), so a constant-score model gets HR = NDCG = 0. HR@K = 1[r < K],
-NDCG@K = 1[r < K] / log2(r + 2); both are averaged over users and reported in percent.
-Protocols: full ranking over all items minus the user's history
-(:func:`full_ranking_ranks`: the MGQE paper, Kang et al. 2020, does not state its
+Ranking (HR@K and NDCG@K as in NCF, He et al. 2017): one relevant item per user; the
+0-based rank of the target is ``r = #{j != target, j not excluded : s_j >= s_target}``.
+Ties count **against** the target (pessimistic), so a constant-score model gets
+HR = NDCG = 0. HR@K = 1[r < K], NDCG@K = 1[r < K] / log2(r + 2); both are averaged over
+users and reported in percent. Protocols: full ranking over all items minus the user's
+history (:func:`full_ranking_ranks`; the MGQE paper, Kang et al. 2020, does not state its
 protocol, and only full ranking fits its numbers), NCF's 99 negatives
 (:func:`sample_ncf_candidates`) and SASRec's 100 negatives
-(:func:`sample_sasrec_candidates`).
+(:func:`sample_sasrec_candidates`, Kang & McAuley 2018).
 
-RCE (the RecSys Challenge 2020 metric, Belli et al. 2020, used by Zhang et al. 2020): ``100 · (1 - CE / CE_naive)`` where CE_naive is the cross
-entropy of predicting the **evaluated** set's mean label ȳ,
-``-[ȳ log ȳ + (1-ȳ) log(1-ȳ)]``.
-Predictions (and ȳ) are clipped to ``[1e-7, 1 - 1e-7]``.
+RCE (the RecSys Challenge 2020 metric, Belli et al. 2020, used by Zhang et al. 2020):
+``100 · (1 - CE / CE_naive)`` where CE_naive is the cross entropy of predicting the
+**evaluated** set's mean label ȳ, ``-[ȳ log ȳ + (1-ȳ) log(1-ȳ)]``. Predictions (and ȳ)
+are clipped to ``[1e-7, 1 - 1e-7]``.
 """
 
 from __future__ import annotations
