@@ -344,5 +344,5 @@ def check_input_file(path: str, flag: str) -> None:
 
 def fail(message: str) -> int:
     """Prints a CLI error to stderr and returns the exit status for bad arguments."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)  # one line
     return 2

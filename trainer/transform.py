@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer.contracts import runners
 from trainer.contracts.features import FeatureSpec, Kind, load_feature_spec
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ RAW_EVENTS_DIR = "raw_events"  # read by trainer.evaluation.evaluate
 EXAMPLES_PREFIX = "examples"
 BATCH_ROWS = 8192
 DEFAULT_PIPELINE_ARGS = (
-    "--runner=DirectRunner",
+    f"--runner={runners.LOCAL_BATCH_RUNNER}",
     "--direct_num_workers=1",
     "--direct_running_mode=in_memory",
 )
@@ -187,7 +188,8 @@ def run_tft(
     _, adapter_config = raw_record_batches(_empty_raw(spec), spec)
     fn = preprocessing.make_preprocessing_fn(spec, artifacts)
     temp = os.path.join(out, "tft_tmp")
-    with beam.Pipeline(options=PipelineOptions(list(pipeline_args))) as p:
+    args = runners.batch_runner_args(pipeline_args)  # never Prism unless asked
+    with beam.Pipeline(options=PipelineOptions(args)) as p:
         with tft_beam.Context(temp_dir=temp, force_tf_compat_v1=False):
             raw_pc = (
                 p

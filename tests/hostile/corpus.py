@@ -363,3 +363,26 @@ def spec_rules_h4() -> list[SpecCase]:
 
 
 Builder = Callable[[str], None]
+
+
+def spec_rules_crosses() -> list[SpecCase]:
+    """Crosses of a feature with itself or with an unknown feature."""
+    two = b"  - {name: user, treatment: hash, hash_buckets: 8}\n" + (
+        b"  - {name: item, treatment: hash, hash_buckets: 8}\n"
+    )
+    return [
+        (
+            "cross_with_itself",
+            b"name: x\nfeatures:\n"
+            + two
+            + b"crosses:\n  - {features: [user, user], hash_buckets: 8}\n",
+            "itself",
+        ),
+        (
+            "cross_unknown_feature",
+            b"name: x\nfeatures:\n"
+            + two
+            + b"crosses:\n  - {features: [user, nope], hash_buckets: 8}\n",
+            "nope",
+        ),
+    ]
