@@ -29,6 +29,7 @@ from pipeline.report_plots import (
     ok,
     quality_plot,
     rce_per_mb,
+    short_hour,
     size_plot,
     stages_plot,
 )
@@ -41,7 +42,7 @@ color:#222;line-height:1.4}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:13px;margin:.5em 0;max-width:100%}
 th,td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3}td.l,th.l{text-align:left}td.reason{white-space:normal;
+th{background:#f3f3f3;white-space:normal;vertical-align:bottom}td.l,th.l{text-align:left}td.reason{white-space:normal;
 text-align:left;max-width:520px}
 tr.failed td{background:#fde8e8}.wrap{overflow-x:auto}
 img{max-width:100%;height:auto;display:block;margin:.5em 0}
@@ -188,7 +189,7 @@ def _slices_table(results: Results) -> str:
     group = "<tr><th></th><th></th>" + "".join(
         f'<th colspan="{len(hours)}">{html.escape(v)}</th>' for v in results
     )
-    head = ["feature", "ids"] + [h[-5:] for _ in results for h in hours]
+    head = ["feature", "ids"] + [short_hour(h) for _ in results for h in hours]
     rows = []
     for feature in _slice_features(results):
         for cls in SLICE_CLASSES:
@@ -260,8 +261,8 @@ def hashing_rows(results: Results) -> list[list[Any]]:
 def _hashing_table(results: Results) -> str:
     head = (
         "variant", "hour", "feature", "treatment", "distinct ids", "dictionary / k",
-        "OOV share", "tail ids", "buckets", "collision rate (1 hash) measured / formula",
-        "collision rate (pair) measured / formula", "churn", "promoted", "evicted",
+        "OOV share", "tail ids", "buckets", "collision rate, 1 hash: measured / formula",
+        "collision rate, pair: measured / formula", "churn", "promoted", "evicted",
     )  # fmt: skip
     return _table(head, hashing_rows(results), left=4, table_id="hashing")
 

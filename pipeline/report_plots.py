@@ -51,6 +51,11 @@ def hours_of(results: Results) -> list[str]:
     return list(seen)
 
 
+def short_hour(hour: str) -> str:
+    """``2026-01-01T05`` -> ``01-01 05h`` (the date stays: a replay may cross midnight)."""
+    return hour[5:].replace("T", " ") + "h"
+
+
 def by_hour(results: Results) -> dict[str, dict[str, Mapping[str, Any]]]:
     return {v: {r["hour"]: r for r in recs} for v, recs in results.items()}
 
@@ -75,8 +80,8 @@ def _axes(
 
 
 def _hour_axis(ax: Any, hours: Sequence[str]) -> None:
-    ax.set_xticks(range(len(hours)), [f"{h[-5:]} UTC" for h in hours])
-    ax.set_xlabel("trained hour (evaluated on the next hour)")
+    ax.set_xticks(range(len(hours)), [short_hour(h) for h in hours])
+    ax.set_xlabel("trained hour, UTC (evaluated on the next hour)")
     ax.grid(alpha=0.3)
 
 
@@ -133,7 +138,7 @@ def stages_plot(results: Results) -> str:
     fig, (ax,) = _axes(1, width=11.0, height=4.0)
     labels, bottoms = [], []
     bars = [
-        (f"{r['hour'][-5:]}\n{v}", r.get("stage_seconds") or {})
+        (f"{short_hour(r['hour'])}\n{v}", r.get("stage_seconds") or {})
         for h in hours_of(results)
         for v, recs in results.items()
         for r in recs

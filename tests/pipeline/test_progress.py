@@ -95,3 +95,21 @@ def test_cpu_environment_keeps_what_the_user_set():
         progress.cpu_environment({"TF_CPP_MIN_LOG_LEVEL": "0"})["TF_CPP_MIN_LOG_LEVEL"]
         == "0"
     )
+
+
+def test_live_rewrites_one_line_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    live = progress.Live("  mgqe  2026-01-01T00  ", stream=out)
+    live.update("train        12 s")
+    live.update("evaluate     30 s")
+    live.done("rce 2.886")
+    assert out.getvalue().split("\r\x1b[K") == [
+        "",
+        "  mgqe  2026-01-01T00  train        12 s",
+        "  mgqe  2026-01-01T00  evaluate     30 s",
+        "  mgqe  2026-01-01T00  rce 2.886\n",
+    ]
