@@ -171,16 +171,11 @@ class WideAndDeep(keras.Model):
         return [v for v in self.trainable_variables if id(v) not in wide_ids]
 
     def serving_bits(self) -> int:
-        """Bits to serve the whole model: each table's bits + dense params at 32 bits."""
-        bits = 0
-        table_vars: set[int] = set()
-        for layer in [*self.deep_embeddings.values(), *self.wide_tables.values()]:
-            bits += int(layer.serving_bits())
-            table_vars.update(id(v) for v in layer.weights)
-        dense = sum(
-            int(np.prod(v.shape)) for v in self.weights if id(v) not in table_vars
-        )
-        return bits + 32 * dense
+        """Bits to serve the whole model (:func:`trainer.serving.tables.size_of`)."""
+        from trainer.serving import tables
+
+        layers = [*self.deep_embeddings.values(), *self.wide_tables.values()]
+        return tables.size_of(self, {t.name: t for t in layers}).serving_bits
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -236,7 +236,8 @@ def size_of(
         tables: Its embedding tables by name; every weight of theirs counts as table.
         sq_bits: ``{name: bits}`` of the tables served scalar-quantized.
         full_table_bits: Baseline bits per table; default ``32 n d`` (float table of
-            the same rows and width).
+            the same rows and width), or the table's own bits for a table without
+            rows (hashing).
 
     Returns:
         The :class:`ModelSize`.
@@ -245,15 +246,19 @@ def size_of(
     table_ids = {id(w) for layer in tables.values() for w in layer.weights}
     dense = sum(int(np.prod(w.shape)) for w in model.weights if id(w) not in table_ids)
     bits = {n: table_bits(layer, sq_bits.get(n)) for n, layer in tables.items()}
-    if full_table_bits is None:
-        full = {
-            n: sizes.full_bits(int(layer.num_rows), int(layer.output_dim))
-            for n, layer in tables.items()
-        }
-    else:
-        full = {n: int(full_table_bits[n]) for n in tables}
+    given = full_table_bits or {}
+    full = {
+        n: int(given[n]) if n in given else _float_table_bits(layer, bits[n])
+        for n, layer in tables.items()
+    }
     percent = sizes.model_size_percent(bits.values(), dense, full.values())
     return ModelSize(bits, full, dense, percent)
+
+
+def _float_table_bits(layer: Any, own_bits: int) -> int:
+    if not hasattr(layer, "num_rows"):
+        return own_bits
+    return sizes.full_bits(int(layer.num_rows), int(layer.output_dim))
 
 
 def model_size(model: Any, cfg: Any) -> ModelSize:
