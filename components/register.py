@@ -87,5 +87,8 @@ def register_model(
         order_key=hour,
         checkpoint_uri=ckpt,
     )
-    vertex_registry.mirror(version, vertex_project, vertex_region)
+    production = registry.get_alias(registry_uri) == version.version
+    vertex_registry.mirror(
+        version, vertex_project, vertex_region, production=production
+    )
     return version.version

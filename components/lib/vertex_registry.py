@@ -37,6 +37,7 @@ def upload_arguments(
     display_name: str,
     parent_model: str | None = None,
     serving_image: str = images.SERVING_IMAGE,
+    production: bool = True,
 ) -> dict[str, Any]:
     """The keyword arguments of ``aiplatform.Model.upload`` for ``version``.
 
@@ -45,6 +46,10 @@ def upload_arguments(
         display_name: The Vertex model's display name.
         parent_model: Resource name of the existing Vertex model; None = create it.
         serving_image: The prediction container.
+        production: Whether our registry's ``production`` alias points at
+            ``version``. A late, older hour is registered without moving it (see
+            components.lib.registry), so its Vertex copy is neither the default
+            version nor aliased ``production``.
 
     Raises:
         ValueError: if the model is not on GCS (Vertex reads ``gs://`` only).
@@ -57,8 +62,8 @@ def upload_arguments(
         "artifact_uri": version.model_uri,
         "serving_container_image_uri": serving_image,
         "parent_model": parent_model,
-        "is_default_version": True,
-        "version_aliases": [PRODUCTION, f"v{version.version}"],
+        "is_default_version": production,
+        "version_aliases": [PRODUCTION] * production + [f"v{version.version}"],
         "version_description": f"registry v{version.version}, hour "
         f"{version.metadata.get('hour', '?')}, metrics {metrics}",
         "labels": {
@@ -73,6 +78,7 @@ def mirror(
     project: str,
     region: str,
     display_name: str = "compactrec",
+    production: bool = True,
 ) -> str | None:
     """Mirrors a registered version into Vertex AI when a project is configured.
 
@@ -83,6 +89,7 @@ def mirror(
         region: Vertex AI region.
         display_name: The Vertex model that collects the versions (its first upload
             creates it; later uploads become its versions).
+        production: Whether ``version`` is our registry's production version.
 
     Returns:
         The Vertex model version's resource name, or ``None`` when not configured.
@@ -95,7 +102,14 @@ def mirror(
         filter=f'display_name="{display_name}"', project=project, location=region
     )
     parent = existing[0].resource_name if existing else None
-    return upload(project, region, version, display_name, parent_model=parent)
+    return upload(
+        project,
+        region,
+        version,
+        display_name,
+        parent_model=parent,
+        production=production,
+    )
 
 
 def upload(
@@ -104,11 +118,14 @@ def upload(
     version: ModelVersion,
     display_name: str,
     parent_model: str | None = None,
+    production: bool = True,
 ) -> str:
     """Uploads ``version`` to Vertex AI; returns the model version's resource name."""
     from google.cloud import aiplatform
 
-    kwargs = upload_arguments(version, display_name, parent_model)
+    kwargs = upload_arguments(
+        version, display_name, parent_model, production=production
+    )
     model = aiplatform.Model.upload(project=project, location=region, **kwargs)
     logger.info(
         "uploaded registry v%d to Vertex as %s", version.version, model.resource_name

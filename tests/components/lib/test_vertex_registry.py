@@ -50,3 +50,9 @@ def test_upload_arguments_are_accepted_by_model_upload() -> None:
 def test_local_models_are_rejected() -> None:
     with pytest.raises(ValueError, match="gs://"):
         vertex_registry.upload_arguments(_version("/tmp/model"), "compactrec")
+
+
+def test_a_version_that_is_not_production_is_not_made_the_default() -> None:
+    args = vertex_registry.upload_arguments(_version(), "compactrec", production=False)
+    assert args["is_default_version"] is False
+    assert args["version_aliases"] == ["v7"]
