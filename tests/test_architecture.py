@@ -121,7 +121,22 @@ class _Walker(ast.NodeVisitor):
             name = module if alias.name == "*" else f"{module}.{alias.name}"
             self._add(node, name.strip("."), module)
 
-    def _add(self, node: ast.stmt, name: str, module: str) -> None:
+    def visit_Call(self, node: ast.Call) -> None:
+        """``importlib.import_module("a.b")`` and ``__import__("a.b")`` with a literal."""
+        func = node.func
+        called = (
+            func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        )
+        if (
+            called in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            self._add(node, node.args[0].value, node.args[0].value)
+        self.generic_visit(node)
+
+    def _add(self, node: ast.stmt | ast.expr, name: str, module: str) -> None:
         self.found.append(Import(self.rel, node.lineno, name, module, self.depth > 0))
 
 
@@ -159,8 +174,8 @@ def beam_jobs_violations(root: pathlib.Path) -> list[str]:
     for imp in imports_of(root, "beam_jobs"):
         if not _under(imp.name, "trainer") or _under(imp.name, "trainer.contracts"):
             continue
-        if imp.name == "trainer" and imp.module == "trainer":
-            continue  # ``from trainer import contracts`` lands below as trainer.x
+        if imp.name == "trainer":
+            continue  # a bare ``import trainer`` brings in only the package
         if _under(imp.name, "trainer.preprocessing") and imp.lazy:
             continue
         bad.append(str(imp))
@@ -385,7 +400,9 @@ def test_walker_sees_imports_in_every_kind_of_block(tmp_path) -> None:
                 "class K:\n    import h\n"  # 13
                 "    def m(self):\n        from . import sib\n"  # 15
                 "async def f2():\n    import i\n"  # 17
-                "x = lambda: __import__('j')\n"
+                "x = lambda: __import__('j')\n"  # 18
+                "import importlib\n"
+                "importlib.import_module('beam_jobs.events')\n"  # 20
             ),
             "trainer/sib.py": "",
         },
@@ -401,6 +418,9 @@ def test_walker_sees_imports_in_every_kind_of_block(tmp_path) -> None:
         ("h", 13, False),
         ("trainer.sib", 15, True),
         ("i", 17, True),
+        ("j", 18, True),
+        ("importlib", 19, False),
+        ("beam_jobs.events", 20, False),
     }
 
 
