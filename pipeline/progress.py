@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -210,6 +211,7 @@ def run_logged(
         errors="replace",
         bufsize=1,
         env=env if env is not None else cpu_environment(),
+        start_new_session=True,  # its task processes form one group: see finally
     )
 
     def pump() -> None:
@@ -231,8 +233,8 @@ def run_logged(
                 live.update(f"{stage:<9} {time.monotonic() - t0:5.0f} s{extra}")
         rc = proc.wait()
     finally:
-        if proc.poll() is None:  # interrupted: do not leave the hour running
-            proc.terminate()
+        if proc.poll() is None:  # interrupted: stop the hour and its task processes
+            os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
         logs.close()
     return rc, logs
