@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from trainer.contracts.features import MAX_CENTROIDS
 from trainer.layers import base, compact_embedding
 from trainer.layers.vq_ops import (  # noqa: F401  (re-exported for MGQE and callers)
     gather_centroids,
@@ -28,7 +29,6 @@ from trainer.layers.vq_ops import (  # noqa: F401  (re-exported for MGQE and cal
 )
 from trainer.serving import sizes
 
-MAX_CENTROIDS = 2**16
 # Rows per chunk of the export pass: keeps the (rows, D, K) response near 2^24 floats.
 _EXPORT_RESPONSE_FLOATS = 2**24
 
