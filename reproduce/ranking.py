@@ -83,7 +83,7 @@ class Run:
     model: str
     method: str
     spec: str
-    result: Any  # trainer.training.ranking.RankingResult
+    result: Any  # trainer.evaluation.ranking.RankingResult
 
 
 def spec_path(specs_dir: str, model: str, method: str) -> str:
@@ -113,7 +113,7 @@ def run_grid(
         seeds: ``training.seed`` of each repetition.
         specs_dir: Directory of the experiment YAMLs.
         overrides: Dotted config overrides applied to every run (e.g. epochs).
-        protocol: Evaluation protocol (see :data:`trainer.training.ranking.PROTOCOLS`).
+        protocol: Evaluation protocol (see :data:`trainer.evaluation.ranking.PROTOCOLS`).
         eval_every: Epochs between evaluations; ``None``: :data:`EVAL_EVERY`.
         progress: Receives one line per epoch and per finished run.
         store: A :class:`~reproduce.run_store.RunStore`: runs found there with the same
@@ -126,7 +126,7 @@ def run_grid(
     """
     from trainer.config import load_config
     from trainer.data.samples import RankingTask, prepare_task
-    from trainer.training import ranking
+    from trainer.evaluation import ranking
 
     task = data if isinstance(data, RankingTask) else prepare_task(data)
     say = progress or (lambda line: None)

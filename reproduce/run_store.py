@@ -21,7 +21,8 @@ from typing import Any
 from trainer.config import TrainerConfig
 from trainer.contracts import storage
 from trainer.contracts.fingerprint import fingerprint as _fingerprint
-from trainer.training.ranking import EpochLog, ModelSize, RankingResult, SplitMetrics
+from trainer.evaluation.ranking import EpochLog, RankingResult, SplitMetrics
+from trainer.serving.tables import ModelSize
 
 FORMAT = 1
 

@@ -20,7 +20,8 @@ from trainer.contracts import typed_config
 from trainer.contracts.features import EMBEDDING_KINDS, check_non_increasing
 
 MODEL_NAMES = ("wide_deep", "gmf", "neumf", "sasrec")
-OPTIMIZER_NAMES = ("adam", "lazy_adam", "adagrad", "ftrl", "sgd")
+# One meaning per name: trainer.training.optimizers.OPTIMIZERS (adam is dense Adam).
+OPTIMIZER_NAMES = ("sgd", "adam", "lazy_adam", "sparse_adagrad", "sparse_ftrl")
 MGQE_VARIANTS = ("shared", "unshared_k", "unshared_d")
 
 
@@ -102,9 +103,12 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-    """One optimizer; wide_deep uses two (FTRL wide, Adagrad/Adam deep)."""
+    """One optimizer; wide_deep uses two (FTRL wide, Adagrad/Adam deep).
 
-    name: str = "adam"
+    The default is row-sparse (``lazy_adam``); the ranking specs name ``adam``.
+    """
+
+    name: str = "lazy_adam"
     learning_rate: float = 1e-3
     beta_1: float = 0.9
     beta_2: float = 0.999
@@ -154,7 +158,7 @@ class TrainerConfig:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     wide_optimizer: OptimizerConfig = dataclasses.field(
-        default_factory=lambda: OptimizerConfig(name="ftrl", learning_rate=0.05)
+        default_factory=lambda: OptimizerConfig(name="sparse_ftrl", learning_rate=0.05)
     )
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     feature_spec: str = "specs/features/synthetic.yaml"

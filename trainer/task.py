@@ -1,17 +1,33 @@
-"""Training entry point: ``python -m trainer.task`` (also the container's entry point).
+"""Training entry point for every model: ``python -m trainer.task`` (also the container's).
 
-``run(config, train, artifacts, out, warm_start=None, hours=None)`` trains the
-wide-and-deep model of ``config`` on either hourly events (``train`` = logs root and
-``hours`` = ``START[:END]``) or transformed TFRecords (``train`` = the transform step's
-output), with dictionaries, tiers and bucket boundaries from the Beam stats artifact
-``artifacts``. It writes into ``out``:
+Every model is built by :mod:`trainer.models.factory`, its optimizers by
+:func:`trainer.training.optimizers.make_optimizer`, and trained by the one loop
+(:func:`trainer.training.loop.train`).
 
-* ``model.keras`` — the trained model; ``artifacts/`` — the stats artifact it used
-  (vocabularies travel with the model, so export and warm start need nothing else);
+**wide_deep**: ``run(config, train, artifacts, out, warm_start=None, hours=None)``
+trains on either hourly events (``train`` = logs root and ``hours`` = ``START[:END]``)
+or transformed TFRecords (``train`` = the transform step's output), with dictionaries,
+tiers and bucket boundaries from the Beam stats artifact ``artifacts``.
+
+**gmf, neumf, sasrec**: ``run(config, interactions, None, out)`` trains on a
+SASRec-format interactions file (``user item`` per line, each user's lines in time
+order, e.g. ``../shared/data/ml-1m/ml-1m.txt``): the training part of its
+leave-last-two-out split (:mod:`trainer.data.sequences`), rows renumbered by frequency.
+
+Both write into ``out``:
+
+* ``model.keras`` — the trained model (``keras.saving.load_model`` reloads it);
 * ``checkpoints/`` (model + optimizer slots; a killed run resumes from here);
-* ``tensorboard/``; ``metadata.json`` (config, rows, steps, loss, serving bits);
+* ``tensorboard/``; ``metadata.json`` (config, steps, loss, serving bits, ...);
   ``request.json`` (config and inputs asked for: rerunning into the same ``out`` returns
   or resumes that run only with the same request, and is refused otherwise).
+
+wide_deep also writes ``artifacts/``, the stats artifact it used (vocabularies travel
+with the model, so export and warm start need nothing else). The ranking models write
+``ids.npz`` instead (``metadata["ids"]``; :func:`trainer.data.samples.id_arrays`: the
+raw user / item id of every row, SASRec's histories). ``metadata`` also holds
+``source`` (the interactions file), ``num_users``, ``num_items``, ``serving_bits`` and
+``size_percent`` (:func:`trainer.serving.tables.model_size`).
 
 An hour with no events is skipped with a warning and never trained on. With a
 ``TF_CONFIG`` naming several workers the model and optimizers live under a
@@ -38,6 +54,7 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 REQUEST_FILE = "request.json"  # what the run in this directory was asked to train
+IDS_FILE = "ids.npz"  # ranking models: the raw user / item id of every row
 
 
 def run(
@@ -54,15 +71,21 @@ def run(
 
     from trainer import preprocessing
     from trainer.data import examples as data
-    from trainer.models.wide_deep import WideAndDeep, dummy_inputs
+    from trainer.models import factory
+    from trainer.models.wide_deep import dummy_inputs
     from trainer.training import loop as train_loop
     from trainer.training import warm_start as warm
+    from trainer.training.optimizers import make_optimizer
 
-    if config.model.name != "wide_deep":
-        raise ConfigError(
-            f"model.name: trainer.task trains wide_deep on event logs; "
-            f"{config.model.name!r} is trained by reproduce.ranking"
-        )
+    if config.model.name in factory.RANKING_MODELS:
+        if artifacts or warm_start or hours:
+            raise ConfigError(
+                f"model.name {config.model.name!r} trains on an interactions file "
+                "alone; --artifacts, --warm-start and --hours are for wide_deep"
+            )
+        return _run_ranking(config, train, out, progress)
+    if not artifacts:
+        raise ConfigError("wide_deep needs the Beam stats artifact (--artifacts)")
     request = {
         "config": config.to_dict(),
         "train": train,
@@ -92,21 +115,14 @@ def run(
     rows = data.table_rows(spec, transform)
     _set_precision(config.training.mixed_precision)
     with strategy.scope():
-        model = WideAndDeep(
-            spec.to_dict(),
-            rows,
-            config.model.hidden_units,
-            config.model.dropout,
-            name="wide_and_deep",
+        model = factory.build_model(
+            config.model, feature_spec=spec.to_dict(), table_rows=rows
         )
         model(dummy_inputs(spec))
         warm.set_tiers_from_artifacts(model, spec, local_artifacts)
         groups = [
-            (
-                train_loop.make_optimizer(config.wide_optimizer),
-                lambda: model.wide_variables,
-            ),
-            (train_loop.make_optimizer(config.optimizer), lambda: model.deep_variables),
+            (make_optimizer(config.wide_optimizer), lambda: model.wide_variables),
+            (make_optimizer(config.optimizer), lambda: model.deep_variables),
         ]
         for opt, variables in groups:  # warm start copies slots into built optimizers
             opt.build(variables())
@@ -140,6 +156,66 @@ def run(
     }
     storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
     return meta
+
+
+def _run_ranking(
+    config: TrainerConfig,
+    interactions: str,
+    out: str,
+    progress: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    """Trains GMF, NeuMF or SASRec on a SASRec-format interactions file; see the module
+    docstring for what it writes."""
+    from trainer.data.samples import prepare_task
+    from trainer.data.sequences import load_sasrec
+    from trainer.serving.tables import model_size
+    from trainer.training import loop as train_loop
+    from trainer.training.fit import fit_ranking
+
+    request = {"config": config.to_dict(), "train": interactions}
+    _claim_out_dir(out, request)
+    done = storage.join(out, METADATA_FILE)
+    if storage.exists(done):
+        logger.info("%s already trained; returning its metadata", out)
+        return json.loads(storage.read_text(done))
+    strategy = train_loop.make_strategy()
+    task = prepare_task(load_sasrec(interactions))
+    _set_precision(config.training.mixed_precision)
+    os.makedirs(out, exist_ok=True)
+    model, result = fit_ranking(config, task, out, strategy, progress)
+    model.save(os.path.join(out, MODEL_FILE))
+    _write_ids(out, task, config)
+    size = model_size(model, config.model.embedding)
+    meta = {
+        "config": config.to_dict(),
+        "source": interactions,
+        "num_users": task.num_users,
+        "num_items": task.num_items,
+        "ids": IDS_FILE,
+        "examples": int(task.train_offsets[-1]),
+        "trained_examples": result.examples,
+        "steps": result.steps,
+        "resumed_from": result.resumed_from,
+        "final_loss": result.final_loss,
+        "serving_bits": int(size.serving_bits),
+        "size_percent": size.percent,
+    }
+    storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
+    return meta
+
+
+def _write_ids(out: str, task: Any, config: TrainerConfig) -> None:
+    """``ids.npz``: :func:`trainer.data.samples.id_arrays` of ``task``."""
+    import io
+
+    import numpy as np
+
+    from trainer.data.samples import id_arrays
+
+    sasrec = config.model.name == "sasrec"
+    buf = io.BytesIO()
+    np.savez(buf, **id_arrays(task, config.model.maxlen if sasrec else None))
+    storage.write_bytes(storage.join(out, IDS_FILE), buf.getvalue())
 
 
 def _claim_out_dir(out: str, request: dict[str, Any]) -> None:
@@ -226,16 +302,23 @@ def _load_examples(
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m trainer.task",
-        description="Train a compressed wide-and-deep model.",
+        description="Train any model of an experiment spec: wide_deep on event logs "
+        "(--train, --artifacts), gmf / neumf / sasrec on an interactions file "
+        "(--interactions).",
     )
     p.add_argument(
         "--spec", required=True, help="experiment YAML (specs/experiments/NAME.yaml)"
     )
     p.add_argument(
-        "--train", required=True, help="logs root (with --hours) or TFRecord dir"
+        "--train", help="wide_deep: logs root (with --hours) or TFRecord dir"
     )
     p.add_argument("--hours", help="START[:END] hours of the logs to train on")
-    p.add_argument("--artifacts", required=True, help="Beam stats artifact directory")
+    p.add_argument("--artifacts", help="wide_deep: Beam stats artifact directory")
+    p.add_argument(
+        "--interactions",
+        help="gmf/neumf/sasrec: 'user item' lines, each user's in time order "
+        "(SASRec's ml-1m.txt, e.g. ../shared/data/ml-1m/ml-1m.txt)",
+    )
     p.add_argument("--warm-start", help="previous model directory to warm start from")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument(
@@ -246,6 +329,32 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="override a config value, e.g. --set training.max_steps=10 (YAML value)",
     )
     return p.parse_args(argv)
+
+
+def _check_inputs(config: TrainerConfig, args: argparse.Namespace) -> str:
+    """The training input of ``config``'s model; a missing or misplaced flag is an error.
+
+    Raises:
+        ConfigError: naming the flag.
+    """
+    if config.model.name == "wide_deep":
+        if args.interactions:
+            raise ConfigError("--interactions: wide_deep trains on --train logs")
+        for flag, value in (("--train", args.train), ("--artifacts", args.artifacts)):
+            if not value:
+                raise ConfigError(f"{flag}: required to train wide_deep")
+        return args.train
+    given = [
+        f for f in ("train", "artifacts", "hours", "warm_start") if getattr(args, f)
+    ]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise ConfigError(f"{flag}: {config.model.name} trains on --interactions only")
+    if not args.interactions:
+        raise ConfigError(f"--interactions: required to train {config.model.name}")
+    if not os.path.isfile(args.interactions) and "://" not in args.interactions:
+        raise ConfigError(f"--interactions: {args.interactions}: no such file")
+    return args.interactions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,9 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides[key] = yaml.safe_load(value)
     try:
         config = load_config(args.spec, overrides)
+        train = _check_inputs(config, args)
         meta = run(
             config,
-            args.train,
+            train,
             args.artifacts,
             args.out,
             args.warm_start,
@@ -277,14 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     keys = (
-        "examples",
-        "steps",
-        "resumed_from",
-        "final_loss",
-        "serving_bits",
-        "skipped",
+        "examples trained_examples steps resumed_from final_loss serving_bits skipped"
     )
-    print(json.dumps({k: meta[k] for k in keys if k in meta}))
+    print(json.dumps({k: meta[k] for k in keys.split() if k in meta}))
     return 0
 
 

@@ -11,15 +11,17 @@ from reproduce import ranking as reproduce
 from reproduce import run_store
 from tests.trainer.models import planted_pairs
 from trainer.config import load_config
-from trainer.data.samples import prepare_task
+from trainer.data.samples import RankingTask, prepare_task
 from trainer.data.sequences import from_pairs
+from trainer.evaluation import ranking
+from trainer.models.factory import build_ranking_model
 from trainer.models.gmf import GMF
-from trainer.training import ranking
+from trainer.serving.tables import model_size
 
 SPECS = pathlib.Path(__file__).resolve().parents[2] / "specs" / "experiments"
 _NONE = np.zeros(0, np.int64)
 #: ML-1M's sizes; building a model needs only the counts.
-ML1M = ranking.RankingTask(
+ML1M = RankingTask(
     6040, 3416, _NONE, np.zeros(6041, np.int64), _NONE, _NONE, _NONE, _NONE
 )
 
@@ -30,8 +32,8 @@ def test_every_experiment_yaml_builds_its_model(model, method):
     cfg = load_config(reproduce.spec_path(str(SPECS), model, method))
     assert cfg.model.name == model and cfg.model.embedding.dim == 64
     assert cfg.model.embedding.kind == method.removesuffix("_compact")
-    built = ranking.build_ranking_model(cfg, ML1M)
-    percent = ranking.model_size(built, cfg.model.embedding).percent
+    built = build_ranking_model(cfg.model, ML1M)
+    percent = model_size(built, cfg.model.embedding).percent
     assert percent == 100.0 if method == "full" else percent < 85.0
     assert built.embedding_tables()  # every table is built from the config
 
@@ -64,12 +66,12 @@ def test_paper_settings_in_the_yamls():
 
 def test_compact_mgqe_is_at_most_21_percent_of_full_gmf_on_ml1m():
     emb = load_config(str(SPECS / "gmf_mgqe_compact.yaml")).model.embedding
-    percent = ranking.model_size(GMF(6040, 3416, emb), emb).percent
+    percent = model_size(GMF(6040, 3416, emb), emb).percent
     assert percent <= 21.0
     default = load_config(str(SPECS / "gmf_mgqe.yaml")).model.embedding
-    assert ranking.model_size(
-        GMF(6040, 3416, default), default
-    ).percent == pytest.approx(24.80, abs=0.01)
+    assert model_size(GMF(6040, 3416, default), default).percent == pytest.approx(
+        24.80, abs=0.01
+    )
 
 
 def test_cli_writes_results_and_plot(tmp_path, capsys):

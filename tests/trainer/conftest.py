@@ -88,8 +88,8 @@ def trainer_config(spec_path: str, max_steps: int = TRAIN_STEPS, seed: int = 0):
             "name": "fixture",
             "feature_spec": spec_path,
             "model": {"name": "wide_deep", "hidden_units": [32, 16]},
-            "optimizer": {"name": "adagrad", "learning_rate": 0.05},
-            "wide_optimizer": {"name": "ftrl", "learning_rate": 0.05},
+            "optimizer": {"name": "sparse_adagrad", "learning_rate": 0.05},
+            "wide_optimizer": {"name": "sparse_ftrl", "learning_rate": 0.05},
             "training": {
                 "batch_size": 256,
                 "max_steps": max_steps,

@@ -27,7 +27,7 @@ def test_defaults_and_nested_parsing():
     )
     assert cfg.model.embedding.num_centroids == (256, 64)
     assert cfg.training.batch_size == 8
-    assert cfg.wide_optimizer.name == "ftrl"
+    assert cfg.wide_optimizer.name == "sparse_ftrl"
     assert TrainerConfig.from_dict(cfg.to_dict()) == cfg
 
 

@@ -112,7 +112,7 @@ def test_bad_config_names_the_field(world, tmp_path):
     with pytest.raises(ConfigError, match=r"optimizer\.name: 'rmsprop' is not one of"):
         wdt.tiny_config(**{"optimizer.name": "rmsprop"})
     gmf = wdt.tiny_config(**{"model.name": "gmf"})
-    with pytest.raises(ConfigError, match=r"^model\.name: .*reproduce\.ranking"):
+    with pytest.raises(ConfigError, match=r"^model\.name 'gmf' trains on an interac"):
         task.run(gmf, world["logs"], world["stats"], str(tmp_path / "m"), hours=HOUR0)
     assert not os.path.exists(tmp_path / "m")
 
@@ -199,3 +199,123 @@ def test_dockerfile_entrypoint_is_the_trainer_task():
     ignored = [ln.strip() for ln in text.splitlines() if ln.strip() and ln[0] != "#"]
     for kept in ("trainer", "specs", "requirements", "pyproject.toml", "beam_jobs"):
         assert kept not in ignored, kept
+
+
+# ------------------------------------------------------------------ ranking models
+
+
+GMF_MGQE = os.path.join(
+    os.path.dirname(__file__), "..", "..", "specs", "experiments", "gmf_mgqe.yaml"
+)
+SMALL = (
+    "model.embedding.dim=8",
+    "model.embedding.num_subspaces=4",
+    "model.embedding.num_centroids=[16, 4]",
+    "training.epochs=2",
+    "training.batch_size=256",
+    "training.checkpoint_every=5",
+    "training.log_every=1",
+)
+
+
+@pytest.fixture(scope="module")
+def interactions(tmp_path_factory):
+    """A tiny SASRec-format file (``user item`` lines, 40 users, 40 items)."""
+    from tests.trainer.models import planted_pairs
+
+    users, items = planted_pairs(num_users=40, num_items=40, per_user=8)
+    path = tmp_path_factory.mktemp("ml") / "tiny.txt"
+    path.write_text("".join(f"{u} {i}\n" for u, i in zip(users, items, strict=True)))
+    return str(path)
+
+
+def _ranking_args(interactions: str, out: str, *extra: str) -> list[str]:
+    args = ["--spec", GMF_MGQE, "--interactions", interactions, "--out", out]
+    for item in (*SMALL, *extra):
+        args += ["--set", item]
+    return args
+
+
+def test_cli_trains_a_gmf_with_mgqe_saves_it_and_a_rerun_resumes(
+    interactions, tmp_path, capsys
+):
+    from trainer.data.samples import prepare_task
+    from trainer.data.sequences import load_sasrec
+
+    out = str(tmp_path / "gmf")
+    stop = {}
+
+    def kill_at_7(line: str) -> None:
+        if line.startswith("step 7/"):
+            stop["line"] = line
+            raise KeyboardInterrupt(line)
+
+    from trainer.config import load_config
+
+    cfg = load_config(GMF_MGQE, {k: _yaml(v) for k, v in (s.split("=") for s in SMALL)})
+    with pytest.raises(KeyboardInterrupt):
+        task.run(cfg, interactions, None, out, progress=kill_at_7)
+    assert not os.path.exists(os.path.join(out, task.METADATA_FILE))
+    assert task.main(_ranking_args(interactions, out)) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    meta = json.loads(open(os.path.join(out, task.METADATA_FILE)).read())
+    assert printed["resumed_from"] == meta["resumed_from"] == 5
+    assert meta["steps"] == printed["steps"] > 7 and np.isfinite(meta["final_loss"])
+    assert meta["config"]["model"]["embedding"]["kind"] == "mgqe"
+    assert meta["config"]["optimizer"]["name"] == "adam"
+    assert 0 < meta["size_percent"] < 100
+    # The saved model reloads and scores like the trained one; the id maps are the
+    # frequency renumbering of the file's raw ids.
+    model = keras.saving.load_model(os.path.join(out, task.MODEL_FILE))
+    assert type(model).__name__ == "GMF"
+    prepared = prepare_task(load_sasrec(interactions))
+    with np.load(os.path.join(out, meta["ids"])) as ids:
+        np.testing.assert_array_equal(ids["user_ids"], prepared.user_ids)
+        np.testing.assert_array_equal(ids["item_ids"], prepared.item_ids)
+        assert "histories" not in ids.files  # SASRec only
+    assert (meta["num_users"], meta["num_items"]) == (40, prepared.num_items)
+    items = np.arange(prepared.num_items)
+    scores = model.score_items(np.array([0, 1]), items, training=False)
+    assert keras.ops.convert_to_numpy(scores).shape == (2, prepared.num_items)
+    # A finished run asked again returns its metadata, training nothing.
+    assert task.main(_ranking_args(interactions, out)) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["steps"] == meta["steps"] and again["resumed_from"] == 5
+
+
+def _yaml(value: str):
+    import yaml
+
+    return yaml.safe_load(value)
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--artifacts", "stats"], "--artifacts: gmf trains on --interactions only"),
+        (["--hours", "2026-01-01T00"], "--hours: gmf trains on --interactions only"),
+        (None, "--interactions: required to train gmf"),
+        ("missing", "no such file"),
+    ],
+)
+def test_cli_ranking_bad_flags_exit_2_with_one_error_line(
+    interactions, tmp_path, capsys, extra, needle
+):
+    out = str(tmp_path / "m")
+    if extra is None:
+        argv = ["--spec", GMF_MGQE, "--out", out]
+    elif extra == "missing":
+        argv = _ranking_args(str(tmp_path / "nope.txt"), out)
+    else:
+        argv = [*_ranking_args(interactions, out), *extra]
+    assert task.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+    assert not os.path.exists(out)
+
+
+def test_cli_wide_deep_refuses_interactions(world, tmp_path, capsys):
+    argv = wdt.task_args(world["logs"], HOUR0, world["stats"], str(tmp_path / "w"))
+    assert task.main([*argv, "--interactions", "x.txt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --interactions: wide_deep trains on --train logs"]

@@ -11,7 +11,8 @@ here so that row 0 is the most frequent id of the *training* set (MGQE, Kang et 
   negative per position from items outside the user's training sequence; every user with
   at least two training items once per epoch, in a seeded random order.
 
-:mod:`trainer.training.ranking` trains and evaluates on these arrays.
+:func:`ranking_batches` feeds them to the one training loop
+(:func:`trainer.training.loop.train`); :mod:`trainer.evaluation.ranking` evaluates.
 
 Example:
     >>> task = prepare_task(ranking_data.load_sasrec("ml-1m.txt"))    # doctest: +SKIP
@@ -21,6 +22,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -264,3 +267,75 @@ class EpochData:
         users, pos = self.users[order], self.pos[order]
         neg = sequence_negatives(self.rng, self.task, users, pos, self.keys)
         return [self.seq[order], pos, neg]
+
+
+def ranking_batches(cfg: TrainerConfig, task: RankingTask) -> tuple[Any, int]:
+    """The batch source of a ranking backbone for the one training loop.
+
+    ``cfg.training.epochs`` epochs of :class:`EpochData` (fresh negatives each epoch,
+    drawn from ``np.random.default_rng(cfg.training.seed)``), cut into batches of
+    ``cfg.training.batch_size``: ``({"user": users, "item": items}, labels)`` for
+    GMF/NeuMF (:func:`trainer.training.losses.pointwise_bce`) and ``(seq, pos, neg)``
+    for SASRec (:func:`trainer.training.losses.sequence_loss`). Every iteration of
+    the dataset starts from the seed again, so a resumed run skipping its first
+    batches sees the same stream as an uninterrupted one.
+
+    Returns:
+        ``(dataset, steps_per_epoch)``.
+    """
+    import tensorflow as tf
+
+    t = cfg.training
+    sasrec = cfg.model.name == "sasrec"
+    if sasrec:  # users with >= 2 training items, as sequence_examples
+        rows = int(np.count_nonzero(np.diff(task.train_offsets) >= 2))
+    else:
+        rows = int(task.train_offsets[-1]) * (1 + t.num_negatives)
+    steps = -(-rows // t.batch_size)
+
+    def epochs() -> Iterator[tuple[np.ndarray, ...]]:
+        source = EpochData(cfg, task, np.random.default_rng(t.seed))
+        for _ in range(t.epochs):
+            yield tuple(source.next())
+
+    if sasrec:
+        width = cfg.model.maxlen
+        spec = tuple(tf.TensorSpec((None, width), tf.int64) for _ in range(3))
+    else:
+        spec = (
+            tf.TensorSpec((None,), tf.int64),
+            tf.TensorSpec((None,), tf.int64),
+            tf.TensorSpec((None,), tf.float32),
+        )
+    ds = tf.data.Dataset.from_generator(epochs, output_signature=spec)
+    ds = ds.flat_map(
+        lambda *a: tf.data.Dataset.from_tensor_slices(a).batch(t.batch_size)
+    )
+    if not sasrec:
+        ds = ds.map(lambda u, i, y: ({"user": u, "item": i}, y))
+    return ds.prefetch(2), steps
+
+
+def id_arrays(task: RankingTask, maxlen: int | None = None) -> dict[str, np.ndarray]:
+    """What maps raw ids to a trained model's rows (``trainer.task`` saves it as npz).
+
+    Args:
+        task: The renumbered data the model was trained on.
+        maxlen: SASRec's ``maxlen`` (adds ``histories``); ``None`` for GMF / NeuMF.
+
+    Returns:
+        ``user_ids[r]``: the raw user id (as in the interactions file) of user row
+        ``r``; ``item_ids[r]``: the raw item id of item row ``r`` (GMF/NeuMF take item
+        row ``r``, SASRec, whose id 0 is padding, ``r + 1``); for SASRec ``histories``
+        ``(num_users, maxlen)``: each user's training items then the validation item,
+        as item rows + 1, left-padded with 0 (the sequence the test item is scored
+        after, as :class:`trainer.evaluation.ranking.RankingEvaluator` does).
+    """
+    out = {
+        "user_ids": np.asarray(task.user_ids, np.int64),
+        "item_ids": np.asarray(task.item_ids, np.int64),
+    }
+    if maxlen is not None:
+        users = np.arange(task.num_users)
+        out["histories"] = padded_sequences(task, users, maxlen, task.valid)
+    return out

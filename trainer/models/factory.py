@@ -111,3 +111,26 @@ def build_model(config: ModelConfig, **sizes: Any) -> keras.Model:
             f"missing {missing}, unexpected {extra}"
         )
     return _BUILDERS[config.name][0](config, **sizes)
+
+
+RANKING_MODELS = ("gmf", "neumf", "sasrec")
+
+
+def build_ranking_model(config: ModelConfig, task: Any) -> keras.Model:
+    """The ranking backbone of ``config`` sized for ``task``'s users and items.
+
+    Args:
+        config: A gmf, neumf or sasrec :class:`~trainer.config.ModelConfig`.
+        task: A :class:`~trainer.data.samples.RankingTask` (or anything with
+            ``num_users`` and ``num_items``).
+
+    Raises:
+        ValueError: For a model that is not a ranking backbone.
+    """
+    if config.name not in RANKING_MODELS:
+        raise ValueError(
+            f"model {config.name!r} is not a ranking backbone "
+            f"({', '.join(RANKING_MODELS)})"
+        )
+    counts = {"num_users": task.num_users, "num_items": task.num_items}
+    return build_model(config, **{k: counts[k] for k in required_sizes(config.name)})

@@ -1,18 +1,27 @@
-"""The training loop: our own ``tf.function`` step, row-sparse optimizers, checkpoints.
+"""THE training loop of every model: our own ``tf.function`` step, checkpoints, resume.
 
 Keras 3 ``model.fit`` fails under MultiWorkerMirroredStrategy on TF 2.21 and its
-optimizers update whole embedding tables every step, so the loop is ours:
+optimizers update whole embedding tables every step, so the loop is ours, and
+wide-and-deep, GMF, NeuMF and SASRec all train through :func:`train`:
 
-* one gradient tape over the joint logistic loss plus the layers' regularisers
-  (``model.losses``: the DPQ/MGQE centroid terms);
-* one optimizer per variable group (wide-and-deep: FTRL on the wide part, Adagrad/Adam on
-  the deep part), all row-sparse for embedding tables (:mod:`trainer.training.optimizers`);
-* a checkpoint every ``checkpoint_every`` steps with the step counter; a run killed
-  mid-way resumes from the latest checkpoint and skips exactly the batches it already
-  trained on, so it ends with the same weights as an uninterrupted run;
+* one gradient tape over the model's loss (:mod:`trainer.training.losses`: pointwise
+  BCE for wide-and-deep / GMF / NeuMF, SASRec's sequence loss) plus the layers'
+  regularisers (``model.losses``: the DPQ/MGQE centroid terms);
+* one optimizer per variable group (wide-and-deep: FTRL on the wide part, Adagrad/Adam
+  on the deep part; a ranking backbone: one), from the one factory
+  (:func:`trainer.training.optimizers.make_optimizer`);
+* a checkpoint every ``checkpoint_every`` steps with the step counter (and dropout's
+  seed states); a run killed mid-way resumes from the latest checkpoint and skips
+  exactly the batches it already trained on, so it ends with the same weights as an
+  uninterrupted run;
 * a non-finite loss stops training with the step and batch that caused it, before the
   update is applied;
-* progress lines and TensorBoard scalars every ``log_every`` steps.
+* progress lines and TensorBoard scalars every ``log_every`` steps, and an epoch hook
+  (``on_epoch``) that the ranking reproductions evaluate from.
+
+The batch source is the caller's: :func:`trainer.data.examples.make_dataset` for
+wide-and-deep, :func:`trainer.data.samples.ranking_batches` for the ranking backbones
+(assembled by :func:`trainer.training.fit.fit_ranking`).
 """
 
 from __future__ import annotations
@@ -24,12 +33,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
-from trainer.config import OptimizerConfig, TrainingConfig
+from trainer.config import TrainingConfig
+from trainer.training import losses
 from trainer.training import optimizers as sparse_optimizers
 
 logger = logging.getLogger(__name__)
+
+LossFn = Callable[[Any, Any], tf.Tensor]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -43,28 +56,6 @@ class TrainResult:
     final_loss: float
     examples: int
     seconds: float
-
-
-def make_optimizer(cfg: OptimizerConfig) -> sparse_optimizers.RowSparseOptimizer:
-    """Builds a row-sparse optimizer from its config."""
-    if cfg.name == "adagrad":
-        return sparse_optimizers.SparseAdagrad(
-            cfg.learning_rate, initial_accumulator_value=cfg.initial_accumulator_value
-        )
-    if cfg.name == "ftrl":
-        return sparse_optimizers.SparseFtrl(
-            cfg.learning_rate,
-            initial_accumulator_value=cfg.initial_accumulator_value,
-            l1_regularization_strength=cfg.l1,
-            l2_regularization_strength=cfg.l2,
-        )
-    if cfg.name in ("adam", "lazy_adam"):
-        return sparse_optimizers.LazyAdam(
-            cfg.learning_rate, beta_1=cfg.beta_1, beta_2=cfg.beta_2, epsilon=cfg.epsilon
-        )
-    if cfg.name == "sgd":
-        return sparse_optimizers.SparseSGD(cfg.learning_rate)
-    raise ValueError(f"unknown optimizer {cfg.name!r}")
 
 
 def make_strategy() -> tf.distribute.Strategy:
@@ -98,6 +89,13 @@ def make_checkpoint(
         The checkpoint object (also used by warm start to read the slots).
     """
     weights = {v.path: sparse_optimizers.unwrap_variable(v) for v in model.weights}
+    # Dropout's seed-generator states (not weights) make a resumed run draw the masks
+    # an uninterrupted one would; their paths carry a process-wide counter
+    # (``seed_generator_14``), so they are keyed by their order in the model.
+    in_weights = {id(v) for v in model.weights}
+    states = [v for v in model.variables if id(v) not in in_weights]
+    for i, v in enumerate(states):
+        weights[f"rng_state/{i}"] = sparse_optimizers.unwrap_variable(v)
     return tf.train.Checkpoint(
         model_weights=weights,
         **{f"optimizer_{i}": opt for i, opt in enumerate(optimizers)},
@@ -105,10 +103,25 @@ def make_checkpoint(
     )
 
 
-def bce_with_logits(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.float32)
-    logits = tf.cast(tf.reshape(logits, [-1]), tf.float32)
-    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+@dataclasses.dataclass(frozen=True)
+class EpochEnd:
+    """What the loop hands ``on_epoch`` after each epoch (and after the last step).
+
+    Attributes:
+        epoch: 1-based epoch number.
+        loss: Mean task loss over this epoch's steps trained in this call.
+        reg_loss: Mean regulariser (``model.losses``) over the same steps.
+        steps: Steps of this epoch trained in this call.
+        seconds: Wall time of those steps.
+        last: Whether training ends here (all steps or ``max_steps`` done).
+    """
+
+    epoch: int
+    loss: float
+    reg_loss: float
+    steps: int
+    seconds: float
+    last: bool
 
 
 def train(
@@ -122,13 +135,20 @@ def train(
     total_steps: int,
     progress: Callable[[str], None] | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    loss_fn: LossFn = losses.pointwise_bce,
+    steps_per_epoch: int | None = None,
+    on_epoch: Callable[[EpochEnd], None] | None = None,
+    jit_compile: bool = False,
 ) -> TrainResult:
     """Trains ``model`` on ``dataset`` for up to ``total_steps`` steps, resumably.
 
+    The one loop of every model: wide-and-deep and the ranking backbones differ only in
+    ``loss_fn`` (:mod:`trainer.training.losses`) and the batches of ``dataset``.
+
     Args:
-        model: A built Keras model mapping features -> logits (batch,).
-        dataset: Batches of ``(features, labels)`` in a deterministic order; on resume
-            the first ``step`` batches are skipped.
+        model: A built Keras model.
+        dataset: Batches in a deterministic order (``(features, labels)`` for the
+            pointwise loss); on resume the first ``step`` batches are skipped.
         groups: ``(optimizer, variables_fn)`` pairs; every trainable variable must be in
             exactly one group.
         cfg: Loop settings (checkpoint_every, log_every, max_steps).
@@ -141,6 +161,12 @@ def train(
             each step runs through ``strategy.run``: the dataset's batches are global
             batches split across the replicas, gradients are summed across replicas,
             and a non-chief worker checkpoints under ``checkpoints/worker-<i>``.
+        loss_fn: ``loss_fn(model, batch)`` -> per-example losses ``(B,)`` (averaged
+            over the global batch) or an already averaged scalar.
+        steps_per_epoch: Batches per epoch of ``dataset`` (default: all of it), for
+            ``on_epoch``.
+        on_epoch: Called after each epoch and after the last step (evaluation).
+        jit_compile: XLA-compile the single-replica step.
 
     Returns:
         A :class:`TrainResult`.
@@ -166,16 +192,19 @@ def train(
         resumed = int(step_var.numpy())
         logger.info("resumed from %s at step %d", manager.latest_checkpoint, resumed)
     limit = min(total_steps, cfg.max_steps) if cfg.max_steps else total_steps
+    per_epoch = steps_per_epoch or max(total_steps, 1)
     batches = dataset.skip(resumed).take(max(limit - resumed, 0))
     if distributed:
-        step_fn = _make_distributed_step(model, groups, var_groups, strategy)
+        step_fn = _make_distributed_step(model, groups, var_groups, strategy, loss_fn)
         batches = strategy.experimental_distribute_dataset(batches)
     else:
-        step_fn = _make_step(model, groups, var_groups)
+        step_fn = _make_step(model, groups, var_groups, loss_fn, jit_compile)
     writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard"))
     step, loss_val, examples, t0 = resumed, float("nan"), 0, time.perf_counter()
-    for features, labels in batches:
-        loss, ok = step_fn(features, labels)
+    epoch_losses: list[tuple[float, float]] = []
+    epoch_t0 = t0
+    for batch in batches:
+        loss, reg, ok = step_fn(batch)
         if not bool(ok):
             raise NonFiniteLossError(
                 f"non-finite loss {float(loss)} at step {step + 1} (batch index {step} of "
@@ -183,10 +212,9 @@ def train(
             )
         step += 1
         step_var.assign(step)
-        examples += sum(
-            int(tf.shape(x)[0]) for x in strategy.experimental_local_results(labels)
-        )
+        examples += _batch_examples(batch, strategy)
         loss_val = float(loss)
+        epoch_losses.append((loss_val, float(reg)))
         if step % cfg.log_every == 0 or step == limit:
             rate = examples / max(time.perf_counter() - t0, 1e-9)
             line = f"step {step}/{limit} loss {loss_val:.4f} {rate:,.0f} examples/s"
@@ -198,10 +226,37 @@ def train(
                 tf.summary.scalar("examples_per_s", rate, step=step)
         if step % cfg.checkpoint_every == 0:
             manager.save(checkpoint_number=step)
+        if on_epoch and (step % per_epoch == 0 or step == limit):
+            mean = np.mean(epoch_losses, axis=0)
+            now = time.perf_counter()
+            on_epoch(
+                EpochEnd(
+                    epoch=-(-step // per_epoch),
+                    loss=float(mean[0]),
+                    reg_loss=float(mean[1]),
+                    steps=len(epoch_losses),
+                    seconds=now - epoch_t0,
+                    last=step == limit,
+                )
+            )
+            epoch_losses, epoch_t0 = [], time.perf_counter()
     if step > resumed:
         manager.save(checkpoint_number=step)
     writer.flush()
     return TrainResult(step, resumed, loss_val, examples, time.perf_counter() - t0)
+
+
+def _batch_examples(batch: Any, strategy: tf.distribute.Strategy) -> int:
+    """Examples in a (possibly distributed) batch: the rows of its last tensor."""
+    last = tf.nest.flatten(batch)[-1]
+    return sum(int(tf.shape(x)[0]) for x in strategy.experimental_local_results(last))
+
+
+def _regularization(model: Any) -> Any:
+    """The layers' regularisers (DPQ/MGQE centroid terms) summed, float32."""
+    if not model.losses:
+        return tf.constant(0.0)
+    return tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
 
 
 def _checkpoint_dir(out_dir: str, strategy: tf.distribute.Strategy) -> str:
@@ -246,7 +301,8 @@ def _make_distributed_step(
     groups: Sequence[tuple[sparse_optimizers.RowSparseOptimizer, Any]],
     var_groups: list[list[Any]],
     strategy: tf.distribute.Strategy,
-) -> Callable[[Any, Any], tuple[tf.Tensor, tf.Tensor]]:
+    loss_fn: LossFn,
+) -> Callable[[Any], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
     """The step under ``strategy.run``: per-replica loss scaled to the global batch.
 
     Gradients and the finiteness flag are all-reduced in the replica context; the
@@ -259,18 +315,17 @@ def _make_distributed_step(
         ok = strategy.experimental_local_results(ok)[0]
         return _apply_if(ok, groups, var_groups, grads)
 
-    def replica_step(features: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(batch: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         ctx = tf.distribute.get_replica_context()
         with tf.GradientTape() as tape:
-            logits = model(features, training=True)
-            loss = tf.nn.compute_average_loss(bce_with_logits(labels, logits))
-            reg = (
-                tf.nn.scale_regularization_loss(
-                    tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
-                )
-                if model.losses
-                else 0.0
-            )
+            per_example = loss_fn(model, batch)
+            if per_example.shape.rank == 0:  # already a mean over the local batch
+                loss = per_example / replicas
+            else:
+                loss = tf.nn.compute_average_loss(per_example)
+            reg = tf.nn.scale_regularization_loss(_regularization(model))
             total = loss + reg
         grads = tape.gradient(total, flat)
         present = [i for i, g in enumerate(grads) if g is not None]
@@ -285,14 +340,15 @@ def _make_distributed_step(
         )
         ok = tf.equal(bad, 0.0)
         ctx.merge_call(apply_reduced, args=(ok, summed))
-        return loss, tf.cast(ok, tf.float32)
+        return loss, reg, tf.cast(ok, tf.float32)
 
     @tf.function
-    def step(features: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        loss, ok = strategy.run(replica_step, args=(features, labels))
+    def step(batch: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        loss, reg, ok = strategy.run(replica_step, args=(batch,))
         total = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        reg = strategy.reduce(tf.distribute.ReduceOp.SUM, reg, axis=None)
         # ``ok`` is already global (all-reduced), every replica holds the same value.
-        return total, strategy.experimental_local_results(ok)[0] > 0
+        return total, reg, strategy.experimental_local_results(ok)[0] > 0
 
     return step
 
@@ -301,23 +357,20 @@ def _make_step(
     model: Any,
     groups: Sequence[tuple[sparse_optimizers.RowSparseOptimizer, Any]],
     var_groups: list[list[Any]],
-) -> Callable[[Any, Any], tuple[tf.Tensor, tf.Tensor]]:
+    loss_fn: LossFn,
+    jit_compile: bool,
+) -> Callable[[Any], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
     flat = [v for vs in var_groups for v in vs]
 
-    @tf.function
-    def step(features: Any, labels: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    @tf.function(jit_compile=jit_compile)
+    def step(batch: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
-            logits = model(features, training=True)
-            loss = tf.reduce_mean(bce_with_logits(labels, logits))
-            reg = (
-                tf.add_n([tf.cast(x, tf.float32) for x in model.losses])
-                if model.losses
-                else 0.0
-            )
+            loss = tf.reduce_mean(loss_fn(model, batch))
+            reg = _regularization(model)
             total = loss + reg
         grads = tape.gradient(total, flat)
         ok = tf.math.is_finite(total)
         _apply_if(ok, groups, var_groups, grads)
-        return loss, ok
+        return loss, reg, ok
 
     return step

@@ -69,14 +69,15 @@ def _restore_previous(prev_dir: str) -> tuple[Any, list[Any]]:
 
     from trainer.config import TrainerConfig
     from trainer.training import loop as train_loop
+    from trainer.training.optimizers import make_optimizer
 
     prev = keras.saving.load_model(os.path.join(prev_dir, "model.keras"))
     with open(os.path.join(prev_dir, "metadata.json")) as f:
         meta = json.load(f)
     cfg = TrainerConfig.from_dict(meta["config"])
     opts = [
-        train_loop.make_optimizer(cfg.wide_optimizer),
-        train_loop.make_optimizer(cfg.optimizer),
+        make_optimizer(cfg.wide_optimizer),
+        make_optimizer(cfg.optimizer),
     ]
     opts[0].build(prev.wide_variables)
     opts[1].build(prev.deep_variables)

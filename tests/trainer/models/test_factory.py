@@ -9,11 +9,11 @@ import pytest
 from tests.trainer.wide_deep_testing import TINY_ROWS, random_ids, tiny_spec
 from trainer.config import MODEL_NAMES, ModelConfig, TrainerConfig
 from trainer.models import factory
+from trainer.models.factory import build_ranking_model
 from trainer.models.gmf import GMF
 from trainer.models.neumf import NeuMF
 from trainer.models.sasrec import SASRec
 from trainer.models.wide_deep import WideAndDeep
-from trainer.training import ranking
 
 EMBEDDING = {"kind": "full", "dim": 4}
 
@@ -87,7 +87,7 @@ def test_build_ranking_model_uses_the_factory_and_refuses_wide_deep():
     cfg = TrainerConfig.from_dict(
         {"name": "t", "model": {"name": "sasrec", "embedding": EMBEDDING}}
     )
-    model = ranking.build_ranking_model(cfg, Task())
+    model = build_ranking_model(cfg.model, Task())
     assert isinstance(model, SASRec) and model.item_embedding.num_rows == 10
     with pytest.raises(ValueError, match="not a ranking backbone"):
-        ranking.build_ranking_model(cfg.replace(model=_config("wide_deep")), Task())
+        build_ranking_model(_config("wide_deep"), Task())

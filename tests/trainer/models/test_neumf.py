@@ -8,9 +8,11 @@ import pytest
 
 from tests.trainer.models import planted_pairs
 from trainer.config import EmbeddingConfig, TrainerConfig
+from trainer.data.samples import prepare_task
 from trainer.data.sequences import from_pairs
+from trainer.evaluation import ranking
+from trainer.models.factory import build_ranking_model
 from trainer.models.neumf import MLPTower, NeuMF
-from trainer.training import ranking
 
 
 def test_mgqe_sizes_pyramid_with_d_64():
@@ -77,7 +79,7 @@ def test_all_four_tables_follow_the_config(kind):
 
 
 def test_trained_neumf_beats_an_untrained_one_on_planted_groups():
-    task = ranking.prepare_task(from_pairs(*planted_pairs()))
+    task = prepare_task(from_pairs(*planted_pairs()))
     cfg = TrainerConfig.from_dict(
         {
             "name": "neumf_test",
@@ -86,13 +88,13 @@ def test_trained_neumf_beats_an_untrained_one_on_planted_groups():
                 "hidden_units": [16, 8],
                 "embedding": {"kind": "full", "dim": 16},
             },
-            "optimizer": {"learning_rate": 0.01},
+            "optimizer": {"name": "adam", "learning_rate": 0.01},
             "training": {"epochs": 2, "batch_size": 64, "seed": 0},
         }
     )
     keras.utils.set_random_seed(0)
     untrained = ranking.RankingEvaluator(task, "test").evaluate(
-        ranking.build_ranking_model(cfg, task)
+        build_ranking_model(cfg.model, task)
     )
     result = ranking.train_and_evaluate(cfg, task)
     assert result.test.hr > untrained.hr + 25.0

@@ -8,9 +8,12 @@ import pytest
 
 from tests.trainer.models import planted_pairs
 from trainer.config import TrainerConfig
+from trainer.data.samples import prepare_task
 from trainer.data.sequences import from_pairs
+from trainer.evaluation import ranking
+from trainer.models.factory import build_ranking_model
 from trainer.models.sasrec import CausalSelfAttention, SASRec
-from trainer.training import ranking
+from trainer.training import losses
 
 FULL = {"kind": "full", "dim": 8}
 MGQE = {"kind": "mgqe", "dim": 8, "num_subspaces": 4, "num_centroids": [16, 4]}
@@ -71,8 +74,10 @@ def test_padding_positions_do_not_affect_the_loss():
     seq = np.array([[0, 0, 3, 4, 5, 6]])
     pos = np.array([[0, 0, 4, 5, 6, 7]])
     neg = np.array([[0, 0, 9, 9, 9, 9]])
-    loss = _np(ranking.sequence_loss(model, seq, pos, neg))
-    junk = _np(ranking.sequence_loss(model, seq, pos, np.array([[17, 18, 9, 9, 9, 9]])))
+    loss = _np(losses.sequence_loss(model, (seq, pos, neg)))
+    junk = _np(
+        losses.sequence_loss(model, (seq, pos, np.array([[17, 18, 9, 9, 9, 9]])))
+    )
     np.testing.assert_allclose(loss, junk, rtol=1e-6)
     p, n = (_np(x) for x in model.train_logits(seq, pos, neg, training=False))
     softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731
@@ -112,7 +117,7 @@ def test_config_round_trip_and_one_head_only():
 
 
 def test_trained_sasrec_beats_an_untrained_one_on_planted_groups():
-    task = ranking.prepare_task(from_pairs(*planted_pairs()))
+    task = prepare_task(from_pairs(*planted_pairs()))
     cfg = TrainerConfig.from_dict(
         {
             "name": "sasrec_test",
@@ -122,13 +127,13 @@ def test_trained_sasrec_beats_an_untrained_one_on_planted_groups():
                 "dropout": 0.2,
                 "embedding": {"kind": "full", "dim": 16},
             },
-            "optimizer": {"learning_rate": 0.01, "beta_2": 0.98},
+            "optimizer": {"name": "adam", "learning_rate": 0.01, "beta_2": 0.98},
             "training": {"epochs": 5, "batch_size": 16, "seed": 0},
         }
     )
     keras.utils.set_random_seed(0)
     untrained = ranking.RankingEvaluator(task, "test").evaluate(
-        ranking.build_ranking_model(cfg, task)
+        build_ranking_model(cfg.model, task)
     )
     result = ranking.train_and_evaluate(cfg, task, eval_every=5)
     assert result.test.hr > untrained.hr + 25.0

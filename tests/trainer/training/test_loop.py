@@ -12,6 +12,7 @@ from tests.trainer import wide_deep_testing as wdt
 from trainer.config import OptimizerConfig, TrainingConfig
 from trainer.data import examples as data
 from trainer.training import loop as train_loop
+from trainer.training import losses, optimizers
 
 N = 256
 BATCH = 32
@@ -32,11 +33,11 @@ def deterministic_ops():
 def _groups(model):
     return [
         (
-            train_loop.make_optimizer(OptimizerConfig("ftrl", 0.1, l1=1e-4)),
+            optimizers.make_optimizer(OptimizerConfig("sparse_ftrl", 0.1, l1=1e-4)),
             lambda: model.wide_variables,
         ),
         (
-            train_loop.make_optimizer(OptimizerConfig("adagrad", 0.1)),
+            optimizers.make_optimizer(OptimizerConfig("sparse_adagrad", 0.1)),
             lambda: model.deep_variables,
         ),
     ]
@@ -57,7 +58,7 @@ def _train(out, examples, epochs=1, progress=None, shuffle=True, **cfg):
 def _mean_loss(model, examples) -> float:
     feats = {k: v for k, v in examples.items() if k != "label"}
     return float(
-        tf.reduce_mean(train_loop.bce_with_logits(examples["label"], model(feats)))
+        tf.reduce_mean(losses.bce_with_logits(examples["label"], model(feats)))
     )
 
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 from collections.abc import Callable
 
 import keras
@@ -323,3 +324,46 @@ def test_sparse_sgd_updates_only_touched_rows():
     expected[4] -= 0.5
     np.testing.assert_array_equal(table.numpy(), expected)
     assert opt.slots(table) == {}
+
+
+# ------------------------------------------------------------------ the one factory
+
+
+def test_every_config_name_maps_to_one_class_and_adam_is_dense_adam() -> None:
+    from trainer.config import OPTIMIZER_NAMES, OptimizerConfig, TrainerConfig
+
+    assert set(OPTIMIZER_NAMES) == set(optimizers.OPTIMIZERS)
+    for name in OPTIMIZER_NAMES:
+        opt = optimizers.make_optimizer(OptimizerConfig(name=name, learning_rate=0.1))
+        assert type(opt) is optimizers.OPTIMIZERS[name][0], name
+    assert optimizers.OPTIMIZERS["adam"][0].densify
+    assert not any(
+        cls.densify for n, (cls, _) in optimizers.OPTIMIZERS.items() if n != "adam"
+    )
+    # Wide-and-deep's defaults stay row-sparse.
+    defaults = TrainerConfig(name="t")
+    assert (defaults.optimizer.name, defaults.wide_optimizer.name) == (
+        "lazy_adam",
+        "sparse_ftrl",
+    )
+    # The old names are refused, not silently given a new meaning.
+    with pytest.raises(ValueError, match="'ftrl' is not one of"):
+        optimizers.make_optimizer(types.SimpleNamespace(name="ftrl", learning_rate=1))
+
+
+def test_adam_on_indexed_slices_is_dense_keras_adam_bit_for_bit() -> None:
+    ours = tf.Variable(_initial_table(), name="ours")
+    theirs = keras.Variable(_initial_table(), name="theirs")
+    lazy = tf.Variable(_initial_table(), name="lazy")
+    opt = optimizers.Adam(learning_rate=0.05)
+    twin = keras.optimizers.Adam(learning_rate=0.05, epsilon=1e-7)
+    lazy_opt = optimizers.LazyAdam(learning_rate=0.05)
+    for step, ids in enumerate(BATCHES):
+        opt.apply_gradients([(_sparse_grad(ours, ids, step), ours)])
+        dense = tf.convert_to_tensor(_sparse_grad(theirs.value, ids, step))
+        twin.apply_gradients([(dense, theirs)])
+        lazy_opt.apply_gradients([(_sparse_grad(lazy, ids, step), lazy)])
+    np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    # Row 1 is skipped by the second batch: dense Adam still moves it, lazy Adam not.
+    assert not np.allclose(ours.numpy()[1], lazy.numpy()[1])
+    np.testing.assert_array_equal(ours.numpy()[4], lazy.numpy()[4])

@@ -27,7 +27,7 @@ from trainer.contracts import artifacts
 from trainer.contracts.features import transformed_name
 from trainer.data import examples as data
 from trainer.models.wide_deep import WideAndDeep, dummy_inputs
-from trainer.training import loop as train_loop
+from trainer.training import optimizers
 from trainer.training import warm_start as warm
 
 HOURS = ("2026-01-01T00", "2026-01-01T01")
@@ -169,8 +169,8 @@ def _warm(world, artifact_dir):
     model(dummy_inputs(spec))
     warm.set_tiers_from_artifacts(model, spec, artifact_dir)
     groups = [
-        (train_loop.make_optimizer(cfg.wide_optimizer), lambda: model.wide_variables),
-        (train_loop.make_optimizer(cfg.optimizer), lambda: model.deep_variables),
+        (optimizers.make_optimizer(cfg.wide_optimizer), lambda: model.wide_variables),
+        (optimizers.make_optimizer(cfg.optimizer), lambda: model.deep_variables),
     ]
     for opt, variables in groups:
         opt.build(variables())
