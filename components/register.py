@@ -78,17 +78,9 @@ def register_model(
         "hour": hour,
         "pipeline_run_id": pipeline_run_id,
     }
-    model, ckpt = serving_model.path, checkpoint.path
     version = registry.register(
-        registry_uri,
-        model,
-        metadata,
-        idempotency_key=hour,
-        order_key=hour,
-        checkpoint_uri=ckpt,
-    )
-    production = registry.get_alias(registry_uri) == version.version
-    vertex_registry.mirror(
-        version, vertex_project, vertex_region, production=production
-    )
+        registry_uri, serving_model.path, metadata, idempotency_key=hour,
+        order_key=hour, checkpoint_uri=checkpoint.path,
+    )  # fmt: skip
+    vertex_registry.mirror(version, vertex_project, vertex_region, registry_uri)
     return version.version

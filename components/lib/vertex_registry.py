@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from components import images
+from components.lib import registry
 from components.lib.registry import PRODUCTION, ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,8 @@ def mirror(
     version: ModelVersion,
     project: str,
     region: str,
+    registry_uri: str | None = None,
     display_name: str = "compactrec",
-    production: bool = True,
 ) -> str | None:
     """Mirrors a registered version into Vertex AI when a project is configured.
 
@@ -87,9 +88,11 @@ def mirror(
         project: GCP project; ``""`` (the default config) means "not configured" and
             nothing is uploaded.
         region: Vertex AI region.
+        registry_uri: Our registry: the Vertex copy becomes the default version
+            and is aliased ``production`` only if our ``production`` alias points
+            at ``version`` (None: assume it does).
         display_name: The Vertex model that collects the versions (its first upload
             creates it; later uploads become its versions).
-        production: Whether ``version`` is our registry's production version.
 
     Returns:
         The Vertex model version's resource name, or ``None`` when not configured.
@@ -97,6 +100,10 @@ def mirror(
     if not project:
         return None
     from google.cloud import aiplatform
+
+    production = registry_uri is None or (
+        registry.get_alias(registry_uri) == version.version
+    )
 
     existing = aiplatform.Model.list(
         filter=f'display_name="{display_name}"', project=project, location=region
