@@ -48,6 +48,7 @@ from beam_jobs.frequencies import (
     TopKDictionary,
 )
 from beam_jobs.sketch import DEFAULT_SAMPLE_SIZE, NumericBoundaries, NumericStats
+from beam_jobs.stats_manifest import BadInputError, build_manifest, check_bad_share
 from trainer.contracts import artifacts, events, runners, storage
 from trainer.contracts.features import FeatureConfig, FeatureSpec, load_feature_spec
 
@@ -57,10 +58,6 @@ DEFAULT_BATCH_ROWS = 1 << 20
 SUMMARY_FILE = ("_run", "summary.json")
 CLAIM_FILE = ("_run", "claim.json")
 Item = tuple[str, str, Any]  # (kind, name, payload) rows of the run summary
-
-
-class BadInputError(RuntimeError):
-    """Too many malformed records; the message names the worst files."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,154 +276,6 @@ def _options(pipeline_args: Sequence[str], config: StatsConfig) -> PipelineOptio
     return options
 
 
-def _check_bad_share(manifest: dict[str, Any], out: str, max_share: float) -> None:
-    """Fails when any hour's bad share exceeds ``max_share``; names the worst hour."""
-    over = [(h, e) for h, e in manifest["hours"].items() if e["bad_share"] > max_share]
-    if not over:
-        return
-    hour, entry = max(over, key=lambda he: (he[1]["bad_share"], he[0]))
-    files = [
-        f for f in manifest["file_counts"] if f["hour"] == hour and f["bad_share"] > 0
-    ]
-    files.sort(key=lambda f: (-f["bad_share"], f["source"]))
-    worst = ", ".join(
-        f"{f['source']} ("
-        + (
-            "unreadable, rows unknown"
-            if f["read"] is None
-            else f"{f['dead']} of {f['read']} bad"
-        )
-        + ")"
-        for f in files[:3]
-    )
-    others = f"; {len(over) - 1} more hours over the limit" if len(over) > 1 else ""
-    unknown = (
-        f", {entry['unknown_row_files']} of {entry['files']} files unreadable"
-        if entry["unknown_row_files"]
-        else ""
-    )
-    raise BadInputError(
-        f"hour {hour}: {entry['bad_share']:.2%} of {entry['read']} "
-        f"records are malformed{unknown} (max {max_share:.2%}); worst files: {worst}"
-        f"{others}; dead letters in {artifacts.dead_letter_dir(out)}"
-    )
-
-
-def _file_entry(source: str, counts: dict[str, Any]) -> dict[str, Any]:
-    read, dead = counts["read"], counts["dead"]
-    hour = events.hour_of_path(source)
-    return {
-        "source": source,
-        "hour": events.format_hour(hour) if hour else None,
-        "read": read,
-        "events": counts["good"],
-        "dead": dead,
-        "bad_share": 1.0 if read is None else (dead / read if read else 0.0),
-    }
-
-
-def _hour_entries(
-    files: Sequence[dict[str, Any]], hours: Sequence[dt.datetime]
-) -> dict[str, dict[str, Any]]:
-    """Per hour: ``read = good + dead`` over its readable files, and its bad share.
-
-    A file whose rows are unknown counts as a whole bad file: the hour's bad share is
-    at least the share of such files among the hour's files.
-    """
-    out = {
-        events.format_hour(h): {
-            "files": 0,
-            "read": 0,
-            "events": 0,
-            "dead": 0,
-            "unknown_row_files": 0,
-        }
-        for h in hours
-    }
-    for f in files:
-        e = out.setdefault(
-            f["hour"],
-            {"files": 0, "read": 0, "events": 0, "dead": 0, "unknown_row_files": 0},
-        )
-        e["files"] += 1
-        e["events"] += f["events"]
-        if f["read"] is None:
-            e["unknown_row_files"] += 1
-        else:
-            e["read"] += f["read"]
-            e["dead"] += f["dead"]
-    for e in out.values():
-        share = e["dead"] / e["read"] if e["read"] else 0.0
-        if e["unknown_row_files"]:
-            share = max(share, e["unknown_row_files"] / e["files"])
-        e["bad_share"] = share
-    return out
-
-
-def build_manifest(
-    items: Sequence[Sequence[Any]],
-    spec: FeatureSpec,
-    hours: Sequence[dt.datetime],
-    config: StatsConfig,
-    previous: dict[str, Any] | None,
-    skipped: Sequence[events.SkippedFile] = (),
-) -> dict[str, Any]:
-    """The manifest from the run summary rows (``[kind, name, payload]``).
-
-    ``bad_share`` is the worst hour's (:func:`_hour_entries`); ``hours`` and
-    ``file_counts`` state ``read = events + dead`` per hour and per file.
-    """
-    by_kind: dict[str, dict[str, Any]] = {k: {} for k in ("feature", "numeric", "file")}
-    dead_files = []
-    for kind, name, payload in items:
-        if kind == "dead":
-            dead_files.append(payload)
-        else:
-            by_kind[kind][name] = payload
-    files = sorted(
-        (_file_entry(s, c) for s, c in by_kind["file"].items()),
-        key=lambda f: f["source"],
-    )
-    good = sum(f["events"] for f in files)
-    bad = sum(f["dead"] for f in files)
-    per_hour = _hour_entries(files, hours)
-    worst = sorted(
-        (f for f in files if f["bad_share"] > 0),
-        key=lambda f: (-f["bad_share"], f["source"]),
-    )
-    content = {
-        "source_hours": [events.format_hour(h) for h in hours],
-        "spec_name": spec.name,
-        "features": by_kind["feature"],
-        "numeric": by_kind["numeric"],
-    }
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "format_version": artifacts.FORMAT_VERSION,
-        "version": f"{now:%Y%m%dT%H%M%SZ}-{digest[:12]}",
-        "content_hash": digest,
-        "created_at": now.isoformat(timespec="seconds"),
-        **content,
-        "spec": spec.to_dict(),
-        "mode": "batch" if previous is None else "continuous",
-        "previous": previous,
-        "counting": {
-            "method": "exact" if config.approx_capacity is None else "misra_gries",
-            "capacity": config.approx_capacity,
-        },
-        "events": good,
-        "dead_letters": bad,
-        "bad_share": max((e["bad_share"] for e in per_hour.values()), default=0.0),
-        "files": len(files),
-        "hours": per_hour,
-        "file_counts": files,
-        "skipped_files": [s.to_dict() for s in skipped],
-        "worst_files": worst[:10],
-        "dead_letter_files": sorted(dead_files),
-    }
-
-
 def compute_stats(
     logs: str,
     hours: str | Sequence[dt.datetime],
@@ -488,10 +337,12 @@ def compute_stats(
         build_pipeline(p, files, spec, out, config, prev)
     summary_uri = storage.join(out, *SUMMARY_FILE)
     items = json.loads(storage.read_text(summary_uri))
-    manifest = build_manifest(items, spec, hours, config, prev_info, skipped)
+    manifest = build_manifest(
+        items, spec, hours, config.approx_capacity, prev_info, skipped
+    )
     if manifest["events"] == 0:
         logger.warning("no valid events in %s: writing an empty artifact", hours)
-    _check_bad_share(manifest, out, config.max_bad_share)
+    check_bad_share(manifest, out, config.max_bad_share)
     text = json.dumps(manifest, indent=1, sort_keys=True, allow_nan=False)
     if not storage.create_if_absent(artifacts.manifest_path(out), text.encode()):
         raise FileExistsError(f"{out}: another run published a manifest first")
