@@ -87,7 +87,7 @@ def read_events(
                 "%s: %d malformed events skipped", events.format_hour(hour), len(dead)
             )
         tables.append(table)
-        bad += len(dead)
+        bad += events.dead_count(dead)  # a lost row group counts all its rows
     if not tables:
         return events.empty_table(spec), bad
     return pa.concat_tables(tables), bad
