@@ -44,6 +44,7 @@ class LocalSettings:
     blessing_metric: str = "auc"
     min_value: float = 0.5
     max_regression: float = 0.005
+    budget: str = ""  # data.budget: plan the spec at cold start (pipeline/replan.py)
 
     @property
     def registry(self) -> str:
@@ -69,6 +70,7 @@ def settings_from_args(
             "blessing_metric": b.metric,
             "min_value": b.min_value,
             "max_regression": b.max_regression,
+            "budget": cfg.data.budget,
         }
         experiment = experiment or cfg.data.trainer_config or None
     trainer_cfg = load_config(experiment or DEFAULT_EXPERIMENT)
@@ -117,6 +119,15 @@ def run_hour(hour: str, s: LocalSettings) -> dict[str, Any]:
     if os.path.exists(prev):
         with open(prev) as f:
             previous_stats = json.load(f).get("stats", "")
+    spec, trainer_config = s.feature_spec, s.trainer_config
+    if s.budget:  # cold start plans from this hour's stats; later hours keep it
+        from pipeline import replan
+
+        units = s.trainer_config.get("model", {}).get("hidden_units")
+        spec = replan.cold_start_plan(
+            s.logs, hour, spec, s.budget, s.workdir, not os.path.exists(prev), units
+        )
+        trainer_config = {**trainer_config, "feature_spec": spec}
     kfp.local.init(
         runner=kfp.local.SubprocessRunner(use_venv=False),
         pipeline_root=os.path.join(s.workdir, "kfp-root"),
@@ -127,9 +138,9 @@ def run_hour(hour: str, s: LocalSettings) -> dict[str, Any]:
         hour=hour,
         logs_root=s.logs,
         registry_uri=s.registry,
-        feature_spec=s.feature_spec,
+        feature_spec=spec,
         previous_stats=previous_stats,
-        trainer_config=s.trainer_config,
+        trainer_config=trainer_config,
         blessing_metric=s.blessing_metric,
         min_value=s.min_value,
         max_regression=s.max_regression,

@@ -29,7 +29,10 @@ def add_parser(sub: Any) -> None:
         "--budget",
         help="64MB, 512KiB, bytes or 15%% (default: data.budget of --config)",
     )
-    p.add_argument("--config", help="pipeline config YAML (for data.budget)")
+    p.add_argument(
+        "--config",
+        help="pipeline config YAML (data.budget; data.trainer_config's hidden units)",
+    )
     p.add_argument("--out", help="write the new feature spec here")
     p.set_defaults(handler=replan)
 
@@ -41,15 +44,25 @@ def replan(args: argparse.Namespace) -> int:
     from trainer.planning import output, planner
 
     spec = load_feature_spec(args.spec)
-    text = args.budget
-    if not text and args.config:
+    text, units = args.budget, None
+    if args.config:
         from pipeline import config
+        from trainer.config import load_config
 
-        text = config.load_config(args.config).data.budget
+        data = config.load_config(args.config).data
+        text = text or data.budget
+        if data.trainer_config:  # the MLP's widths count in the model size
+            units = tuple(load_config(data.trainer_config).model.hidden_units)
     if not text:
         raise ValueError("replan needs --budget, or --config with data.budget set")
     budget = planner.parse_budget(text)
-    plan = planner.make_plan(args.stats, spec, budget, spec_source=args.spec)
+    plan = planner.make_plan(
+        args.stats,
+        spec,
+        budget,
+        hidden_units=units or planner.DEFAULT_HIDDEN_UNITS,
+        spec_source=args.spec,
+    )
     print(output.format_table(plan))
     diff = changes(plan, spec, args.stats)
     if not diff:
@@ -104,3 +117,69 @@ def _short(entry: dict[str, Any]) -> str:
         [str(entry["treatment"])]
         + [f"{k}={v}" for k, v in entry.items() if k not in skip and k != "treatment"]
     )
+
+
+def cold_start_plan(
+    logs: str,
+    hour: str,
+    spec_path: str,
+    budget: str,
+    workdir: str,
+    cold_start: bool = True,
+    hidden_units: tuple[int, ...] | None = None,
+) -> str:
+    """The planned feature spec of a run: made once at cold start, then kept.
+
+    The first call plans from ``hour``'s statistics (the Beam stats job on the
+    DirectRunner, with the user's spec) and writes ``WORKDIR/plan/plan.json`` (the
+    plan's summary: sizes, predicted cost per feature) and then
+    ``WORKDIR/plan/planned.yaml``; later calls return that spec unchanged, so every
+    later hour keeps the layout warm start needs. Replan with ``python -m pipeline
+    replan`` and a cold start (a new workdir).
+
+    Args:
+        hidden_units: The trainer's MLP widths (counted in the model size);
+            default :data:`trainer.planning.planner.DEFAULT_HIDDEN_UNITS`.
+        cold_start: False when ``workdir`` already holds trained hours: then a
+            missing plan is an error (planning now would change the layout under
+            warm start).
+
+    Returns:
+        The path of the planned feature spec.
+
+    Raises:
+        ValueError: if there is no plan yet and it is not a cold start.
+    """
+    import json
+    import os
+
+    from trainer.contracts import storage
+    from trainer.contracts.features import load_feature_spec
+    from trainer.planning import output, planner
+
+    plan_dir = os.path.join(workdir, "plan")
+    planned = os.path.join(plan_dir, "planned.yaml")
+    if os.path.exists(planned):
+        return planned
+    if not cold_start:
+        raise ValueError(
+            f"budget {budget!r} is set but {workdir} holds hours trained without a "
+            "plan; plan at a cold start (a new workdir) or remove data.budget"
+        )
+    from beam_jobs import feature_stats
+
+    stats = os.path.join(plan_dir, "stats", hour)
+    if not storage.exists(os.path.join(stats, "manifest.json")):
+        feature_stats.compute_stats(
+            logs, hour, spec_path, stats, pipeline_args=["--runner=DirectRunner"]
+        )
+    spec = load_feature_spec(spec_path)
+    b = planner.parse_budget(budget)
+    units = tuple(hidden_units or planner.DEFAULT_HIDDEN_UNITS)
+    plan = planner.make_plan(stats, spec, b, hidden_units=units, spec_source=spec_path)
+    summary = {"hour": hour, "spec": spec_path, "budget": budget, **plan.summary()}
+    storage.write_text(
+        os.path.join(plan_dir, "plan.json"), json.dumps(summary, indent=1)
+    )
+    storage.write_text(planned, output.spec_yaml(plan, spec, b))  # last: marks done
+    return planned

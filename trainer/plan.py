@@ -36,9 +36,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--out", required=True, help="planned feature spec YAML (written)")
     p.add_argument("--summary", help="also write the plan as JSON here")
     p.add_argument(
+        "--experiment",
+        help="trainer config YAML whose model.hidden_units the model size counts",
+    )
+    p.add_argument(
         "--hidden-units",
-        default=",".join(str(u) for u in planner.DEFAULT_HIDDEN_UNITS),
-        help="the MLP's widths, counted in the model size (default %(default)s)",
+        help="the MLP's widths, counted in the model size (default: --experiment's, "
+        f"else {','.join(str(u) for u in planner.DEFAULT_HIDDEN_UNITS)})",
     )
     p.add_argument(
         "--heavy-min-count",
@@ -56,7 +60,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _hidden_units(text: str) -> tuple[int, ...]:
+def _hidden_units(text: str | None, experiment: str | None) -> tuple[int, ...]:
+    if text is None:
+        if not experiment:
+            return planner.DEFAULT_HIDDEN_UNITS
+        from trainer.config import ConfigError, load_config
+
+        try:
+            return tuple(load_config(experiment).model.hidden_units)
+        except (ConfigError, FileNotFoundError) as e:
+            raise planner.PlanError(f"--experiment {experiment}: {e}") from None
     try:
         units = tuple(int(u) for u in text.split(",") if u.strip())
     except ValueError:
@@ -84,7 +97,7 @@ def run(args: argparse.Namespace) -> planner.Plan:
         args.stats,
         spec,
         budget,
-        hidden_units=_hidden_units(args.hidden_units),
+        hidden_units=_hidden_units(args.hidden_units, args.experiment),
         heavy_min_count=args.heavy_min_count,
         quant_penalty=args.quant_penalty,
         spec_source=args.spec,

@@ -267,3 +267,25 @@ def test_bad_paths_and_disagreements_name_the_feature(
         out,
     )
     assert "'country': empty count table" in line
+
+
+def test_experiment_config_sets_the_mlp_size(
+    synthetic_stats, spec_path, tmp_path, capsys
+):
+    out, summary = tmp_path / "p.yaml", tmp_path / "p.json"
+    argv = ["--stats", str(synthetic_stats), "--spec", spec_path, "--budget", "1MB"]
+    exp = "specs/experiments/synthetic_hybrid.yaml"  # model.hidden_units [32, 16]
+    code, _, err = run_cli(
+        capsys, *argv, "--experiment", exp, "--out", str(out), "--summary", str(summary)
+    )
+    assert code == 0, err
+    small = json.loads(summary.read_text())["fixed_bytes"]
+    code, _, err = run_cli(
+        capsys, *argv, "--hidden-units", "32,16", "--out", str(out),
+        "--summary", str(summary),
+    )  # fmt: skip
+    assert code == 0 and json.loads(summary.read_text())["fixed_bytes"] == small
+    run_cli(capsys, *argv, "--out", str(out), "--summary", str(summary))
+    assert json.loads(summary.read_text())["fixed_bytes"] > small  # 256,128,64
+    line = bad(capsys, *argv, "--experiment", "nope.yaml", "--out", str(out))
+    assert "--experiment nope.yaml" in line

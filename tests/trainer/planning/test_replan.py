@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import pathlib
+
 import pytest
 import yaml
 
@@ -45,3 +48,47 @@ def test_config_budget_is_validated():
     assert PipelineConfig.from_dict({"data": data}).data.budget == ""
     with pytest.raises(PipelineConfigError, match=r"p.yaml: data.budget: budget '9Q'"):
         PipelineConfig.from_dict({"data": {**data, "budget": "9Q"}}, source="p.yaml")
+
+
+def test_cold_start_plans_once_and_later_hours_keep_it(spec_path, tmp_path):
+    from beam_jobs import synthetic
+    from pipeline import replan
+
+    logs, work = tmp_path / "logs", tmp_path / "work"
+    argv = ["--out", str(logs), "--hours", "2", "--events-per-hour", "1500"]
+    assert synthetic.main([*argv, "--seed", "4", "--spec", spec_path]) == 0
+    with pytest.raises(ValueError, match="holds hours trained without a plan"):
+        replan.cold_start_plan(
+            str(logs), "2026-01-01T00", spec_path, "95%", str(work), cold_start=False
+        )
+    path = replan.cold_start_plan(
+        str(logs), "2026-01-01T00", spec_path, "95%", str(work)
+    )
+    planned = load_feature_spec(path)
+    summary = json.loads((work / "plan" / "plan.json").read_text())
+    assert summary["hour"] == "2026-01-01T00" and summary["budget"] == "95%"
+    assert summary["planned_bytes"] <= summary["budget_bytes"]
+    assert set(summary["features"]) == set(planned.categorical_names)
+    before = pathlib.Path(path).read_bytes()
+    # a later hour (even with another budget) keeps the cold-start plan
+    again = replan.cold_start_plan(
+        str(logs), "2026-01-01T01", spec_path, "99%", str(work), cold_start=False
+    )
+    assert again == path and pathlib.Path(again).read_bytes() == before
+    assert not (work / "plan" / "stats" / "2026-01-01T01").exists()
+
+
+def test_local_settings_carry_the_budget(spec_path, tmp_path):
+    import argparse
+
+    from pipeline import local
+
+    config = tmp_path / "pipeline.yaml"
+    data = {"logs_root": "l", "registry_uri": "r", "feature_spec": spec_path}
+    config.write_text(yaml.safe_dump({"data": {**data, "budget": "20%"}}))
+    args = argparse.Namespace(
+        logs="l", workdir=str(tmp_path), config=str(config), spec=spec_path
+    )
+    assert local.settings_from_args(args).budget == "20%"
+    args.config = None
+    assert local.settings_from_args(args).budget == ""
