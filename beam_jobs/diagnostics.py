@@ -192,6 +192,28 @@ def _rate(entry: dict[str, Any] | None, key: str) -> str:
     return f"{e['measured_rate']:.3g}/{e['expected_rate']:.3g}"
 
 
+def _accounting_lines(manifest: dict[str, Any]) -> list[str]:
+    """Per hour ``read = events + dead`` (and files with unknown rows), skipped files."""
+    lines = []
+    for hour, e in sorted(manifest.get("hours", {}).items()):
+        unknown = (
+            f", {e['unknown_row_files']} files with unknown rows"
+            if e["unknown_row_files"]
+            else ""
+        )
+        lines.append(
+            f"  hour {hour}: read {e['read']} = {e['events']} events + {e['dead']} dead "
+            f"in {e['files']} files{unknown} (bad share {e['bad_share']:.3%})"
+        )
+    skipped = manifest.get("skipped_files", [])
+    if skipped:
+        lines.append(
+            f"  WARNING: {len(skipped)} files not read, e.g. {skipped[0]['source']} "
+            f"({skipped[0]['why']}); --strict makes this an error"
+        )
+    return lines
+
+
 def format_summary(manifest: dict[str, Any]) -> str:
     """Human-readable run summary: totals, then one line per feature.
 
@@ -202,7 +224,8 @@ def format_summary(manifest: dict[str, Any]) -> str:
         f"stats {manifest['version']} ({manifest['mode']}) hours "
         f"{manifest['source_hours'][0]}..{manifest['source_hours'][-1]}: "
         f"{manifest['events']} events, {manifest['dead_letters']} dead letters "
-        f"({manifest['bad_share']:.3%})",
+        f"(worst hour {manifest['bad_share']:.3%})",
+        *_accounting_lines(manifest),
         f"{'feature':<14}{'treatment':<12}{'distinct':>10}{'vocab/k':>14}{'coverage':>10}"
         f"{'oov':>8}  {'tiers':<16}{'hash r meas/exp':<20}{'double r':<20}churn",
     ]

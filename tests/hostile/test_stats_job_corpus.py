@@ -170,12 +170,14 @@ def test_two_concurrent_runs_into_one_out_cannot_both_succeed(
         )
         for _ in range(2)
     ]
-    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
-    for p in procs:
-        p.stdout.close()
-        p.stderr.close()
-    codes = sorted(rc for rc, _ in results)
+    results = []
+    for p in procs:  # communicate() drains both pipes: no deadlock on long logs
+        out_text, err_text = p.communicate(timeout=300)
+        results.append((p.returncode, err_text, out_text))
+    codes = sorted(rc for rc, _, _ in results)
     assert codes == [0, 1], results
-    [loser] = [err for rc, err in results if rc == 1]
+    [loser] = [err for rc, err, _ in results if rc == 1]
+    [printed] = [out for rc, _, out in results if rc == 0]
+    assert "hour 2026-01-01T00: read 50 = 50 events + 0 dead in 1 files" in printed
     assert "error: " in loser and out in loser and "Traceback" not in loser
     assert artifacts.load_manifest(out)["events"] == 50
