@@ -150,6 +150,8 @@ def run_hour(hour: str, s: LocalSettings) -> dict[str, Any]:
     from components.lib import hour_record
 
     record = _record(hour, outputs, s, time.perf_counter() - t0)
+    if s.budget:  # planned vs actual size, and the plan's predicted cost
+        record["plan"] = replan.plan_record(s.workdir, record.get("serving_bits"))
     # Names the model the registry holds for the hour (a racing run may have won);
     # create-only, so two runs of one hour keep one record.
     return hour_record.publish(

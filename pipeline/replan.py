@@ -183,3 +183,21 @@ def cold_start_plan(
     )
     storage.write_text(planned, output.spec_yaml(plan, spec, b))  # last: marks done
     return planned
+
+
+def plan_record(workdir: str, serving_bits: int | None) -> dict[str, Any]:
+    """What an hour's record says about the plan: planned vs actual size, cost."""
+    import json
+    import os
+
+    path = os.path.join(workdir, "plan", "plan.json")
+    with open(path, encoding="utf-8") as f:
+        plan = json.load(f)
+    planned_bits = int(round(8 * plan["planned_bytes"]))
+    return {
+        "spec": os.path.join(workdir, "plan", "planned.yaml"),
+        "planned_bits": planned_bits,
+        "actual_bits": serving_bits,
+        "predicted_cost": plan["predicted_cost"],
+        "planned_at": plan["hour"],
+    }

@@ -76,6 +76,10 @@ def test_cold_start_plans_once_and_later_hours_keep_it(spec_path, tmp_path):
     )
     assert again == path and pathlib.Path(again).read_bytes() == before
     assert not (work / "plan" / "stats" / "2026-01-01T01").exists()
+    record = replan.plan_record(str(work), 12345)
+    assert record["planned_bits"] == round(8 * summary["planned_bytes"])
+    assert record["actual_bits"] == 12345 and record["spec"] == path
+    assert record["predicted_cost"] == summary["predicted_cost"]
 
 
 def test_local_settings_carry_the_budget(spec_path, tmp_path):
