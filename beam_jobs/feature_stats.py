@@ -351,7 +351,12 @@ def compute_stats(
 
 
 def _claim(out: str, hours: Sequence[dt.datetime]) -> None:
-    """Claims ``out`` create-only: of two runs into one ``out``, one fails here."""
+    """Claims ``out`` create-only: of two runs into one ``out``, one fails here.
+
+    A claim left by a run that died on this host (its process is gone) is taken over
+    by compare-and-swap, so a killed run can be retried into the same ``out`` while two
+    retries still cannot both win.
+    """
     claim = storage.join(out, *CLAIM_FILE)
     body = {
         "hours": [events.format_hour(h) for h in hours],
@@ -359,10 +364,34 @@ def _claim(out: str, hours: Sequence[dt.datetime]) -> None:
         "host": socket.gethostname(),
         "pid": os.getpid(),
     }
-    if not storage.create_if_absent(claim, json.dumps(body).encode()):
-        raise FileExistsError(
-            f"--out {out} is claimed by another stats run ({claim}); use a new --out"
-        )
+    data = json.dumps(body).encode()
+    if storage.create_if_absent(claim, data):
+        return
+    held, generation = storage.read_with_generation(claim)
+    if generation and _is_stale(held):
+        try:
+            storage.write_if_generation_match(claim, data, generation)
+            logger.warning("took over the claim of a dead run: %s", claim)
+            return
+        except storage.PreconditionFailed:
+            pass
+    raise FileExistsError(
+        f"--out {out} is claimed by another stats run ({claim}); use a new --out"
+    )
+
+
+def _is_stale(held: bytes) -> bool:
+    """True if the claim names a process of this host that no longer runs."""
+    try:
+        owner = json.loads(held)
+        if owner.get("host") != socket.gethostname():
+            return False
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, KeyError, TypeError, PermissionError, OSError):
+        return False
+    return False
 
 
 # -------------------------------------------------------------------------------- CLI

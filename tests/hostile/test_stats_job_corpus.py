@@ -181,3 +181,37 @@ def test_two_concurrent_runs_into_one_out_cannot_both_succeed(
     assert "hour 2026-01-01T00: read 50 = 50 events + 0 dead in 1 files" in printed
     assert "error: " in loser and out in loser and "Traceback" not in loser
     assert artifacts.load_manifest(out)["events"] == 50
+
+
+@pytest.mark.e2e
+def test_a_dead_runs_claim_is_taken_over_a_live_one_is_not(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A run killed after claiming --out can be retried into it; a live claim holds."""
+    import socket
+
+    logs = tmp_path / "logs"
+    _put(logs, corpus.HOUR, "a.jsonl", b"\n".join(corpus.valid_lines(5)) + b"\n")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "retry-out"
+    claim = out / "_run" / "claim.json"
+    claim.parent.mkdir(parents=True)
+    owner = {"host": socket.gethostname(), "pid": dead.pid}
+    claim.write_text(json.dumps(owner))
+    manifest = feature_stats.compute_stats(
+        str(logs), [corpus.HOUR], corpus.SPEC, str(out), config=_config(0.0)
+    )
+    assert manifest["events"] == 5
+    assert json.loads(claim.read_text())["pid"] == os.getpid()
+    live = tmp_path / "live-out" / "_run" / "claim.json"
+    live.parent.mkdir(parents=True)
+    live.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
+    with pytest.raises(FileExistsError, match="claimed by another stats run"):
+        feature_stats.compute_stats(
+            str(logs),
+            [corpus.HOUR],
+            corpus.SPEC,
+            str(live.parents[1]),
+            config=_config(0.0),
+        )
