@@ -343,6 +343,7 @@ def _check_inputs(config: TrainerConfig, args: argparse.Namespace) -> str:
         for flag, value in (("--train", args.train), ("--artifacts", args.artifacts)):
             if not value:
                 raise ConfigError(f"{flag}: required to train wide_deep")
+        _check_paths(args)
         return args.train
     given = [
         f for f in ("train", "artifacts", "hours", "warm_start") if getattr(args, f)
@@ -354,12 +355,55 @@ def _check_inputs(config: TrainerConfig, args: argparse.Namespace) -> str:
         raise ConfigError(f"--interactions: required to train {config.model.name}")
     if not os.path.isfile(args.interactions) and "://" not in args.interactions:
         raise ConfigError(f"--interactions: {args.interactions}: no such file")
+    _check_out(args.out)
     return args.interactions
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """wide_deep's inputs are readable and ``--out`` writable, before ``--out`` is
+    claimed and before TensorFlow starts.
+
+    Raises:
+        ConfigError: naming the flag and the path.
+    """
+    from trainer.contracts import artifacts, events
+
+    if args.hours:
+        try:
+            events.parse_hour_range(args.hours)
+        except ValueError as e:
+            raise ConfigError(f"--hours: {e}") from None
+    for flag, path in (("--train", args.train), ("--warm-start", args.warm_start)):
+        if path and not storage.is_gcs(path) and not os.path.isdir(path):
+            what = "is not a directory" if os.path.exists(path) else "does not exist"
+            raise ConfigError(f"{flag} {path}: {what}")
+    try:
+        artifacts.load_manifest(args.artifacts)
+    except (OSError, ValueError) as e:  # ArtifactError, bad JSON, unreadable
+        raise ConfigError(f"--artifacts {args.artifacts}: {e}") from None
+    _check_out(args.out)
+
+
+def _check_out(out: str) -> None:
+    """``out`` is (or can be made) a local directory; gs:// passes."""
+    if storage.is_gcs(out):
+        return
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot create it ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: not writable")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import yaml
 
+    from trainer.contracts import redact
+
+    redact.install()  # no credential in any log line or traceback
     args = _parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
@@ -370,7 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not sep:
             print(f"error: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
             return 2
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or "not valid YAML"
+            print(
+                f"error: --set {item!r}: VALUE is not YAML ({problem})", file=sys.stderr
+            )
+            return 2
     try:
         config = load_config(args.spec, overrides)
         train = _check_inputs(config, args)
@@ -384,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=print,
         )
     except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact.redact(e)}", file=sys.stderr)
         return 2
     keys = (
         "examples trained_examples steps resumed_from final_loss serving_bits skipped"
