@@ -52,7 +52,9 @@ _URI = re.compile(r"uri='([^']+)'")
 _ERROR = re.compile(
     r"^(?:[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)\b.*|error: .+)"
 )
-_NOISE = re.compile(r"^(?:-{20,}|\s*)$")
+# Left out of the tail shown on failure (still in the log): rules, blank lines and
+# Python 3.11's ^^^^ markers under traceback lines.
+_NOISE = re.compile(r"^(?:-{20,}|[\s^~]*)$")
 
 
 def cpu_environment(base: dict[str, str] | None = None) -> dict[str, str]:
