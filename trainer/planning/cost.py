@@ -44,6 +44,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 
@@ -116,7 +117,7 @@ class CountProfile:
         """Traffic share of the heavy ids (the table's "head share")."""
         return self.heavy_traffic / self.total
 
-    @property
+    @functools.cached_property
     def _cum(self) -> np.ndarray:
         return np.concatenate([[0], np.cumsum(self.counts)])
 
