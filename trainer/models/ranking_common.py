@@ -4,7 +4,8 @@ The ranking models of MGQE (Kang et al. 2020, section 5) embed users and items w
 tables built by :func:`trainer.layers.factory.build_embedding`, so any compression method
 (full, lrf, sq, dpq, mgqe, hashing) is chosen by config. Ids are *frequency-sorted*
 (row 0 is the most popular id of the training set), which is what MGQE's default
-tiers (``row < boundary`` is head) need; :mod:`trainer.training.ranking` renumbers the data so.
+tiers (``row < boundary`` is head) need; :mod:`trainer.data.samples` renumbers the data
+so.
 
 Example:
     >>> cfg = coerce_embedding_config({"kind": "full", "dim": 8})

@@ -8,7 +8,9 @@ explicit candidate lists, so a user can evaluate the model under any protocol:
              id, e.g. -1)
     outputs: ``logit`` float32 ``(B, C)``, one score per (user, candidate item);
              ``known`` bool ``(B, C)``, False where the user or the item has no row
-             (its logit is 0 and means nothing).
+             (its logit is 0 and means nothing). The data loader gives every item
+             id ``1 .. max`` of the interactions file a row (one that never occurs
+             is "known", an untrained row) and every user with an action.
 
 Raw ids are mapped to the model's frequency-sorted rows by lookup tables saved in the
 graph (:class:`RankingIds`). **SASRec's user** is resolved through the histories stored
