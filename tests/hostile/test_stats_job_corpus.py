@@ -183,35 +183,26 @@ def test_two_concurrent_runs_into_one_out_cannot_both_succeed(
     assert artifacts.load_manifest(out)["events"] == 50
 
 
-@pytest.mark.e2e
 def test_a_dead_runs_claim_is_taken_over_a_live_one_is_not(
     tmp_path: pathlib.Path,
 ) -> None:
     """A run killed after claiming --out can be retried into it; a live claim holds."""
     import socket
 
-    logs = tmp_path / "logs"
-    _put(logs, corpus.HOUR, "a.jsonl", b"\n".join(corpus.valid_lines(5)) + b"\n")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    out = tmp_path / "retry-out"
-    claim = out / "_run" / "claim.json"
+    claim = tmp_path / "retry-out" / "_run" / "claim.json"
     claim.parent.mkdir(parents=True)
-    owner = {"host": socket.gethostname(), "pid": dead.pid}
-    claim.write_text(json.dumps(owner))
-    manifest = feature_stats.compute_stats(
-        str(logs), [corpus.HOUR], corpus.SPEC, str(out), config=_config(0.0)
-    )
-    assert manifest["events"] == 5
+    claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    feature_stats._claim(str(tmp_path / "retry-out"), [corpus.HOUR])
     assert json.loads(claim.read_text())["pid"] == os.getpid()
     live = tmp_path / "live-out" / "_run" / "claim.json"
     live.parent.mkdir(parents=True)
     live.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid()}))
     with pytest.raises(FileExistsError, match="claimed by another stats run"):
-        feature_stats.compute_stats(
-            str(logs),
-            [corpus.HOUR],
-            corpus.SPEC,
-            str(live.parents[1]),
-            config=_config(0.0),
-        )
+        feature_stats._claim(str(tmp_path / "live-out"), [corpus.HOUR])
+    other_host = tmp_path / "other-out" / "_run" / "claim.json"
+    other_host.parent.mkdir(parents=True)
+    other_host.write_text(json.dumps({"host": "elsewhere", "pid": dead.pid}))
+    with pytest.raises(FileExistsError, match="claimed by another stats run"):
+        feature_stats._claim(str(tmp_path / "other-out"), [corpus.HOUR])
