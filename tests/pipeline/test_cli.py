@@ -141,3 +141,17 @@ def test_vertex_needs_a_gcs_pipeline_root(config, capsys) -> None:
     )
     assert rc == 2
     assert "vertex.pipeline_root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, verbose",
+    [
+        (["-v", "demo", "--out", "x"], True),
+        (["demo", "--out", "x", "-v"], True),
+        (["demo", "--out", "x"], False),
+        (["replay", "--hours", "a:b", "--logs", "l", "--workdir", "w", "-v"], True),
+        (["run-local", "--hour", "h", "--logs", "l", "--workdir", "w"], False),
+    ],
+)
+def test_verbose_works_before_and_after_the_local_subcommands(argv, verbose) -> None:
+    assert cli._parse_args(argv).verbose is verbose
