@@ -20,9 +20,9 @@ id alike)::
 
 with ``C_heavy``, ``C_light`` the traffic of the hashed heavy and light ids and ``T``
 the feature's total traffic. ``hash`` has ``S = B``; ``double_hash`` combines two
-independent hashes (Zhang et al. 2020, sec. 3), so two ids share *both* rows only when
-both hashes collide: ``S = B^2``; ``hybrid`` keeps the top ``k`` ids in a collision-free
-dictionary and double-hashes only the rest.
+independent hashes (Zhang et al., RecSys 2020, double hashing), so two ids share *both*
+rows only when both hashes collide: ``S = B^2``; ``hybrid`` keeps the top ``k`` ids in a
+collision-free dictionary and double-hashes only the rest.
 
 Dictionary treatments (``full``, ``dpq``, ``mgqe``) with a dictionary of ``V`` rows send
 every id ranked below ``V`` to the one OOV row: the same formula with ``S = 1``
