@@ -13,11 +13,12 @@ stamped with their ``event_ts``; malformed ones become dead letters. Events fall
 the watermark passes the window end and a late pane for every late event that arrives
 within the allowed lateness, with ACCUMULATING panes (each pane holds the window's
 full counts so far). Events later than that are not left for Beam to drop silently:
-:class:`RouteLateEventsFn` (keyed by window, an event-time timer at the window's
-expiry) writes them as dead letters to ``OUT/dead_letter/late-*.jsonl`` and counts them
-in the ``late_events`` metric. The exception is the very first event of a window that
-has already expired (no event of that window came before its expiry): a Python DoFn
-cannot read the watermark, so that one is still dropped by Beam. Each pane (re)writes
+:class:`RouteLateEventsFn` (``--late-shards`` keys, each learning the watermark from
+an event-time timer walking the grid of window expiries) writes them as dead letters
+to ``OUT/dead_letter/late-*.jsonl`` and counts them in the ``late_events`` metric. A
+Python DoFn cannot read the watermark itself, so an event can still be dropped by Beam
+only if its shard had seen no event of that window or a later one before the window
+expired (a sparse stream). Each pane (re)writes
 the window's dictionary under ``OUT/window=YYYY-MM-DDTHH/`` in the batch artifact
 layout, plus ``panes/<feature>.json`` with the pane index and timing.
 
@@ -37,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import BooleanCoder
+from apache_beam.coders import VarIntCoder
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.transforms import trigger, userstate, window
@@ -77,19 +78,31 @@ class ParseEventFn(beam.DoFn):
         yield window.TimestampedValue(row, row[self._spec.timestamp_key])
 
 
-_EXPIRED = userstate.ReadModifyWriteStateSpec("expired", BooleanCoder())
-_EXPIRY = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
-_EXPIRED_PARAM = beam.DoFn.StateParam(_EXPIRED)
-_EXPIRY_PARAM = beam.DoFn.TimerParam(_EXPIRY)
+_FLOOR = userstate.ReadModifyWriteStateSpec("floor", VarIntCoder())
+_MAX_EXPIRY = userstate.ReadModifyWriteStateSpec("max_expiry", VarIntCoder())
+_NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
+_TIMER = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
+_FLOOR_PARAM = beam.DoFn.StateParam(_FLOOR)
+_MAX_EXPIRY_PARAM = beam.DoFn.StateParam(_MAX_EXPIRY)
+_NEXT_PARAM = beam.DoFn.StateParam(_NEXT)
+_TIMER_PARAM = beam.DoFn.TimerParam(_TIMER)
+DEFAULT_LATE_SHARDS = 8
 
 
 class RouteLateEventsFn(beam.DoFn):
-    """Rows keyed by window start -> on-time rows; too-late rows become dead letters.
+    """Sharded rows -> on-time rows; rows of expired windows become dead letters.
 
-    Per window key, an event-time timer at ``window end + allowed lateness`` marks the
-    window expired; later rows of it are written (at bundle end) as dead letters to
+    A window expires when the watermark passes ``window end + allowed lateness``
+    (when Beam would drop its data). A Python DoFn cannot read the watermark, so each
+    shard learns it from an event-time timer that walks the grid of window expiries:
+    it fires at the earliest pending expiry, records it as the shard's *floor* (the
+    watermark is known to be past it), and re-arms one window later until it reaches
+    the latest expiry the shard has seen. A row whose window expires at or below the
+    floor is late: it is written (at bundle end) as a dead letter to
     ``OUT/dead_letter/late-<window>-<id>.jsonl``, counted in the ``late_events``
-    metric and emitted on the ``late`` output.
+    metric and emitted on the ``late`` output. Only a row of a window that expired
+    before the shard saw any row of that window or a later one can still reach Beam
+    and be dropped; in a live stream every shard sees the current windows.
     """
 
     LATE = "late"
@@ -107,14 +120,22 @@ class RouteLateEventsFn(beam.DoFn):
     def start_bundle(self) -> None:
         self._pending = {}
 
+    def _expiry(self, ts: int) -> tuple[int, int]:
+        start = int(ts) // self._window_s * self._window_s
+        return start, start + self._window_s + self._lateness_s
+
     def process(
         self,
         item: tuple[int, dict[str, Any]],
-        expired: Any = _EXPIRED_PARAM,
-        expiry: Any = _EXPIRY_PARAM,
+        floor: Any = _FLOOR_PARAM,
+        max_expiry: Any = _MAX_EXPIRY_PARAM,
+        next_fire: Any = _NEXT_PARAM,
+        timer: Any = _TIMER_PARAM,
     ) -> Iterator[Any]:
-        start, row = item
-        if expired.read():
+        _, row = item
+        start, expiry = self._expiry(row[self._spec.timestamp_key])
+        known = floor.read()
+        if known is not None and expiry <= known:
             letter = events.DeadLetter(
                 "stream",
                 0,
@@ -126,12 +147,32 @@ class RouteLateEventsFn(beam.DoFn):
             self._pending.setdefault(start, []).append(letter)
             yield beam.pvalue.TaggedOutput(self.LATE, letter)
             return
-        expiry.set(Timestamp(start + self._window_s + self._lateness_s))
+        latest = max_expiry.read()
+        if latest is None or expiry > latest:
+            max_expiry.write(expiry)
+        armed = next_fire.read()
+        if armed is None or expiry < armed:
+            timer.set(Timestamp(expiry))
+            next_fire.write(expiry)
         yield window.TimestampedValue(row, row[self._spec.timestamp_key])
 
-    @userstate.on_timer(_EXPIRY)
-    def _on_expiry(self, expired: Any = _EXPIRED_PARAM) -> None:
-        expired.write(True)
+    @userstate.on_timer(_TIMER)
+    def _on_expiry(
+        self,
+        fired: Any = beam.DoFn.TimestampParam,
+        floor: Any = _FLOOR_PARAM,
+        max_expiry: Any = _MAX_EXPIRY_PARAM,
+        next_fire: Any = _NEXT_PARAM,
+        timer: Any = _TIMER_PARAM,
+    ) -> None:
+        at = int(fired.micros // 1_000_000)
+        floor.write(at)
+        latest = max_expiry.read()
+        if latest is not None and at < latest:
+            timer.set(Timestamp(at + self._window_s))
+            next_fire.write(at + self._window_s)
+        else:
+            next_fire.clear()
 
     def finish_bundle(self) -> None:
         if self._out is None:
@@ -151,21 +192,28 @@ class RouteLateEvents(beam.PTransform):
     """Timestamped rows -> on-time rows (main) and ``late`` dead letters."""
 
     def __init__(
-        self, spec: FeatureSpec, out: str | None, window_s: int, lateness_s: int
+        self,
+        spec: FeatureSpec,
+        out: str | None,
+        window_s: int,
+        lateness_s: int,
+        shards: int = DEFAULT_LATE_SHARDS,
     ) -> None:
         super().__init__()
         self._spec, self._out = spec, out
         self._window_s, self._lateness_s = window_s, lateness_s
+        self._shards = shards
 
     def expand(self, rows):
-        key = self._spec.timestamp_key
-        w = self._window_s
+        key, n = self._spec.timestamp_key, self._shards
         return (
             rows
-            | "KeyByWindow" >> beam.Map(lambda r: (int(r[key]) // w * w, r))
+            | "Shard" >> beam.Map(lambda r: (int(r[key]) % n, r))
             | "RouteLate"
             >> beam.ParDo(
-                RouteLateEventsFn(self._out, self._spec, w, self._lateness_s)
+                RouteLateEventsFn(
+                    self._out, self._spec, self._window_s, self._lateness_s
+                )
             ).with_outputs(RouteLateEventsFn.LATE, main="rows")
         )
 
@@ -302,6 +350,12 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[st
     )
     parser.add_argument("--approx-capacity", type=int, default=None)
     parser.add_argument(
+        "--late-shards",
+        type=int,
+        default=DEFAULT_LATE_SHARDS,
+        help="keys of the late-event router (each learns the watermark on its own)",
+    )
+    parser.add_argument(
         "--runner",
         default="BundleBasedDirectRunner",
         help="Beam runner (default BundleBasedDirectRunner, in process)",
@@ -317,8 +371,10 @@ def build_pipeline(
     window_s: int = DEFAULT_WINDOW_S,
     allowed_lateness_s: int = DEFAULT_ALLOWED_LATENESS_S,
     capacity: int | None = None,
+    late_shards: int = DEFAULT_LATE_SHARDS,
 ) -> beam.PCollection:
-    """Parse -> windowed stats -> write; dead letters to ``OUT/dead_letter``.
+    """Parse -> route too-late rows -> windowed stats -> write; dead letters to
+    ``OUT/dead_letter``.
 
     Returns:
         The pane summaries written (one dict per feature, window and pane).
@@ -327,7 +383,7 @@ def build_pipeline(
         ParseEventFn.DEAD, main="rows"
     )
     routed = parsed.rows | "Late" >> RouteLateEvents(
-        spec, out, window_s, allowed_lateness_s
+        spec, out, window_s, allowed_lateness_s, late_shards
     )
     _ = (
         parsed[ParseEventFn.DEAD]
@@ -347,9 +403,9 @@ def build_pipeline(
 def run(argv: Sequence[str] | None = None) -> None:
     """Starts the streaming job (runs until cancelled on a streaming runner)."""
     args, pipeline_args = _parse_args(argv)
-    if args.window_s <= 0 or args.allowed_lateness_s < 0:
+    if args.window_s <= 0 or args.allowed_lateness_s < 0 or args.late_shards < 1:
         raise cli_common.UsageError(
-            "--window-s must be > 0 and --allowed-lateness-s >= 0"
+            "--window-s must be > 0, --allowed-lateness-s >= 0 and --late-shards >= 1"
         )
     spec = cli_common.load_spec(args.spec)
     cli_common.check_out_dir(args.out)
@@ -366,6 +422,7 @@ def run(argv: Sequence[str] | None = None) -> None:
             args.window_s,
             args.allowed_lateness_s,
             args.approx_capacity,
+            args.late_shards,
         )
 
 

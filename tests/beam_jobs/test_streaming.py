@@ -132,15 +132,16 @@ def test_each_pane_rewrites_its_window_artifacts(
 def test_too_late_events_are_dead_letters_with_a_count(
     tiny_spec, tmp_path: pathlib.Path
 ) -> None:
-    """Every too-late event of an open-then-expired window is counted, none dropped."""
+    """Too-late events are routed, including a window's first event (case B)."""
     out = str(tmp_path / "late")
     stream = (
         test_stream.TestStream()
         .advance_watermark_to(ts_of(0))
-        .add_elements([_msg("a", ts_of(0, 1))])
-        .advance_watermark_to(ts_of(1) + LATENESS_S + 1)  # hour 0 expires
+        .add_elements([_msg("a", ts_of(0, 1)), _msg("c", ts_of(2, 3))])
+        .advance_watermark_to(ts_of(2) + LATENESS_S + 1)  # hours 0 and 1 expire
         .add_elements([_msg(f"late{i}", ts_of(0, 10 + i)) for i in range(5)])
-        .add_elements([_msg("b", ts_of(1, 7))])  # hour 1 is still open
+        .add_elements([_msg("first-of-hour-1", ts_of(1, 9))])  # no event of it before
+        .add_elements([_msg("b", ts_of(2, 7))])  # hour 2 is still open
         .advance_watermark_to_infinity()
     )
     with test_pipeline.TestPipeline(options=_options()) as p:
@@ -150,18 +151,19 @@ def test_too_late_events_are_dead_letters_with_a_count(
             | beam.ParDo(streaming.ParseEventFn(tiny_spec)).with_outputs(
                 streaming.ParseEventFn.DEAD, main="rows"
             )
-        ).rows | streaming.RouteLateEvents(tiny_spec, out, 3600, LATENESS_S)
+        ).rows | streaming.RouteLateEvents(tiny_spec, out, 3600, LATENESS_S, shards=1)
         late = routed[streaming.RouteLateEventsFn.LATE] | beam.Map(
             lambda d: json.loads(d.record)["item"]
         )
-        assert_that(late, equal_to([f"late{i}" for i in range(5)]), label="Late")
+        expected_late = [f"late{i}" for i in range(5)] + ["first-of-hour-1"]
+        assert_that(late, equal_to(expected_late), label="Late")
         on_time = routed.rows | beam.Map(lambda r: r["item"])
-        assert_that(on_time, equal_to(["a", "b"]), label="OnTime")
+        assert_that(on_time, equal_to(["a", "c", "b"]), label="OnTime")
     letters = [
         json.loads(line)
         for f in (tmp_path / "late" / "dead_letter").glob("late-*.jsonl")
         for line in f.read_text().splitlines()
     ]
-    assert sorted(json.loads(d["record"])["item"] for d in letters) == [
-        f"late{i}" for i in range(5)
-    ]
+    assert sorted(json.loads(d["record"])["item"] for d in letters) == sorted(
+        expected_late
+    )
