@@ -11,9 +11,10 @@ share of the full model), trains and scores on the next hour(s):
 
 RCE mean +- std over the seeds goes to ``WORK/planner.json`` and a Markdown table
 (``--out``, default ``WORK/planner.md``; committed docs are never the default), with a
-plot of RCE against size when matplotlib is installed. Uniform SQ is not run yet: SQ
-is post-training and model-wide (``trainer.serving.export --sq-bits``), not a per-feature
-treatment of the spec, and scoring here reads the trained Keras model, not the export.
+plot of RCE against size per dataset (``WORK/planner_<dataset>.png``). Uniform SQ is
+not run yet: SQ is post-training and model-wide (``trainer.serving.export --sq-bits``),
+not a per-feature treatment of the spec, and scoring here reads the trained Keras
+model, not the export.
 
 Training and scoring reuse :mod:`reproduce.hashing` (same splits, trainer config,
 model-directory fingerprints and RCE), so finished runs are reused on a rerun.
@@ -117,6 +118,13 @@ def run(args: argparse.Namespace, progress: Any = print) -> dict[str, Any]:
     with open(out, "w") as f:
         f.write(table(results))
     progress(f"wrote {out}")
+    for dataset, d in results["datasets"].items():
+        if d["runs"]:
+            plot(
+                d["runs"],
+                dataset,
+                os.path.join(args.work_dir, f"planner_{dataset}.png"),
+            )
     return results
 
 
@@ -173,6 +181,35 @@ def table(results: dict[str, Any]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def plot(runs: list[dict[str, Any]], dataset: str, path: str) -> None:
+    """RCE (mean +- std over seeds) against serving size, one series per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for method in (*METHODS, "baseline"):
+        points: dict[float, list[dict[str, Any]]] = {}
+        for r in runs:
+            if r["method"] == method:
+                points.setdefault(r["budget"], []).append(r)
+        if not points:
+            continue
+        xs = [rs[0]["bits"] / 8e3 for _, rs in sorted(points.items())]
+        rce = [[r["rce"] for r in rs] for _, rs in sorted(points.items())]
+        ys = [statistics.mean(v) for v in rce]
+        err = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in rce]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=method)
+    ax.set_xlabel("serving size (kB)")
+    ax.set_ylabel("RCE on the next hour(s) (higher is better)")
+    ax.set_title(f"{dataset}: planned spec vs uniform treatments")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,13 +1,13 @@
 """Candidate treatments of one categorical feature, their serving bits and costs.
 
 Serving bits are those of the wide-and-deep model the trainer builds from the feature
-(:class:`trainer.models.wide_deep.WideAndDeep`): the deep embedding table plus the 1-wide
-table of the linear part, each with THE size accounting of
+(:class:`trainer.models.wide_deep.WideAndDeep`): the deep embedding table plus the
+1-wide table of the linear part, each with THE size accounting of
 :mod:`trainer.serving.sizes` (MGQE paper, Kang et al. 2020, Table 1). Dictionary
 treatments have ``V + 1`` rows (``V = min(top_k, distinct ids)`` plus the OOV row), the
-way the stats job caps the dictionary at ``top_k`` (``beam_jobs.frequencies``); MGQE tiers
-follow the stats job's rule (``tier_boundaries`` over the ``V`` ranked rows, the OOV row
-in the last tier).
+way the stats job caps the dictionary at ``top_k`` (``beam_jobs.frequencies``); MGQE
+tiers follow the stats job's rule (``tier_boundaries`` over the ``V`` ranked rows, the
+OOV row in the last tier).
 
 Example:
     >>> from trainer.contracts.features import FeatureConfig, Treatment

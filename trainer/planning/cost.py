@@ -130,7 +130,7 @@ class CountProfile:
         return int(cum[stop] - cum[start])
 
     def rank_covering(self, share: float) -> int:
-        """Smallest ``k`` whose top-``k`` ids carry at least ``share`` of the traffic."""
+        """Smallest ``k`` whose top-``k`` ids carry ``share`` of the traffic or more."""
         cum = self._cum
         k = int(np.searchsorted(cum, share * cum[-1] - 1e-9, side="left"))
         return min(max(k, 1), self.n)

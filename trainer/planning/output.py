@@ -42,7 +42,8 @@ def spec_yaml(plan: Plan, spec: FeatureSpec, budget: Budget) -> str:
         f"# Planned by python -m trainer.plan (budget {budget.text}) from stats "
         f"{plan.stats_version}.\n"
         f"# Size {bytes_text(plan.total_bits)} of {bytes_text(plan.budget_bits)} "
-        f"({s['size_percent']:.2f} % of the full model, {bytes_text(plan.full_model_bits)}); "
+        f"({s['size_percent']:.2f} % of the full model, "
+        f"{bytes_text(plan.full_model_bits)}); "
         f"predicted collided traffic {plan.predicted_cost:.4f} "
         f"(gap to the optimum <= {plan.solution.gap:.2g}).\n"
     )

@@ -3,7 +3,8 @@
 Dynamic programming over the budget (the textbook DP of the multiple-choice knapsack:
 Kellerer, Pferschy and Pisinger, "Knapsack Problems", Springer 2004). Sizes are integers
 (bits); they are first divided by their greatest common divisor. When the budget then has
-at most ``max_exact_cells`` units the DP is **exact**. Otherwise it runs on ``cells`` units of ``u = budget / cells`` bits:
+at most ``max_exact_cells`` units the DP is **exact**. Otherwise it runs on ``cells``
+units of ``u = budget / cells`` bits:
 
 - with every size rounded **up** to whole units, whatever it picks fits the true budget
   (the plan it returns);

@@ -32,3 +32,18 @@ def test_dry_run_plans_every_method_and_the_plan_is_never_worse(tmp_path):
                 "full",
             }
     assert "planned size %" in (work / "planner.md").read_text()
+
+
+def test_table_and_plot_of_finished_runs(tmp_path):
+    runs = [
+        {"budget": 20.0, "method": m, "seed": s, "rce": r + s, "bits": 8000 * kb}
+        for m, r, kb in (("planned", 1.0, 10), ("uniform hybrid", 0.5, 12))
+        for s in (0, 1)
+    ]
+    results = {"datasets": {"synthetic": {"runs": runs, "plans": []}}}
+    text = validation.table(results)
+    assert "| 20 % | planned | 1.500 +- 0.707 | 10.0 | 2 |" in text
+    assert "| 20 % | uniform hybrid | 1.000 +- 0.707 | 12.0 | 2 |" in text
+    path = tmp_path / "p.png"
+    validation.plot(runs, "synthetic", str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
