@@ -403,10 +403,13 @@ def build_pipeline(
 def run(argv: Sequence[str] | None = None) -> None:
     """Starts the streaming job (runs until cancelled on a streaming runner)."""
     args, pipeline_args = _parse_args(argv)
-    if args.window_s <= 0 or args.allowed_lateness_s < 0 or args.late_shards < 1:
-        raise cli_common.UsageError(
-            "--window-s must be > 0, --allowed-lateness-s >= 0 and --late-shards >= 1"
-        )
+    for flag, value, low in (
+        ("--window-s", args.window_s, 1),
+        ("--allowed-lateness-s", args.allowed_lateness_s, 0),
+        ("--late-shards", args.late_shards, 1),
+    ):
+        if value < low:
+            raise cli_common.UsageError(f"{flag} must be >= {low}, got {value}")
     spec = cli_common.load_spec(args.spec)
     cli_common.check_out_dir(args.out)
     options = PipelineOptions(pipeline_args)

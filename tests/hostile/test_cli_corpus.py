@@ -242,3 +242,57 @@ def test_movielens_malformed_lines_are_counted(tmp_path, capsys) -> None:
         for h in events.list_partitions(str(root))
     )
     assert (good, len(dead)) == (2, 2)
+
+
+SYNTHETIC_CASES = [
+    (["--hours", "0"], "--hours"),
+    (["--start-hour", "yesterday"], "--start-hour"),
+    (["--zipf-exponent", "-1"], "zipf_exponent"),
+    (["--format", "csv"], "--format"),
+    (["--out", "FILE"], "--out"),
+    (["--spec", "DIR"], "--spec"),
+]
+
+
+@pytest.mark.parametrize(("extra", "named"), SYNTHETIC_CASES)
+def test_synthetic_bad_flag(tmp_path, capsys, extra, named) -> None:
+    from beam_jobs import synthetic
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    args = {"--out": str(tmp_path / "o"), "--hours": "1", "--events-per-hour": "5"}
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        args[k] = v.replace("FILE", str(a_file)).replace("DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_:
+        synthetic.main([x for kv in args.items() for x in kv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    [line] = [s for s in err.splitlines() if "error:" in s]
+    assert named in line
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--window-s", "0"],
+        ["--allowed-lateness-s", "-1"],
+        ["--late-shards", "0"],
+        ["--spec", "DIR"],
+        ["--out", "FILE"],
+    ],
+)
+def test_streaming_bad_flag_before_any_pubsub(tmp_path, good_spec, capsys, extra):
+    from beam_jobs import streaming
+
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    args = {
+        "--topic": "projects/p/topics/t",
+        "--spec": good_spec,
+        "--out": str(tmp_path / "o"),
+    }
+    for k, v in zip(extra[::2], extra[1::2], strict=True):
+        args[k] = v.replace("FILE", str(a_file)).replace("DIR", str(tmp_path))
+    rc = streaming.main([x for kv in args.items() for x in kv])
+    line = _one_error_line(capsys.readouterr().err)
+    assert rc == 2 and line.startswith(f"error: {extra[0]}")
