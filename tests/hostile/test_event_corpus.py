@@ -98,3 +98,43 @@ def test_trainer_reader_accounts_for_a_mixed_partition(tmp_path, caplog) -> None
     for kind in KINDS:
         if kind.skipped:
             assert kind.filename.rsplit("/", 1)[-1] in caplog.text
+
+
+GCS_KINDS = [
+    "invalid_utf8_ids",
+    "u2028_u2029_u0085_in_strings",
+    "truncated_parquet",
+    "corrupt_data_page",
+    "upper_case_jsonl",
+    "parquet_snappy",
+    "nested_retry_copy",
+    "unknown_extension",
+]
+
+
+def test_the_same_rules_on_gcs(gcs_bucket: str) -> None:
+    """On gs:// (a real fake-gcs-server): same file rules, same counts."""
+    from beam_jobs import feature_stats
+    from trainer.contracts import storage
+
+    root = gcs_bucket + "/logs"
+    base = events.partition_path(root, corpus.HOUR)
+    kinds = [k for k in KINDS if k.name in GCS_KINDS]
+    for kind in kinds:
+        storage.write_bytes(storage.join(base, kind.filename), kind.data)
+    files, skipped = events.scan_partition(root, corpus.HOUR)
+    assert sorted(s.source.rsplit("/", 1)[-1] for s in skipped) == [
+        "part-00000.jsonl",
+        "part.csv",
+    ]
+    by_name = {k.filename: k for k in kinds}
+    for path in files:
+        kind = by_name[path[len(base) + 1 :]]
+        result = events.read_file_counted(path, corpus.SPEC)
+        assert result.read == kind.read and result.balanced, kind.name
+        if kind.good is not None:
+            assert (result.good, result.dead_rows) == (kind.good, kind.dead)
+    out = gcs_bucket + "/stats"
+    feature_stats._claim(out, [corpus.HOUR])  # create-only on GCS too
+    with pytest.raises(FileExistsError, match="claimed by another stats run"):
+        feature_stats._claim(out, [corpus.HOUR])
