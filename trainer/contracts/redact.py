@@ -31,25 +31,28 @@ from typing import Any
 
 MASK = "***"
 
-# scheme://userinfo@ where userinfo has no '/', '@' or whitespace.
+# scheme://userinfo@ where userinfo has no '/', '@' or whitespace. Every repetition is
+# bounded and no two unbounded ones follow each other, so matching stays linear even on
+# megabytes of log text.
 _USERINFO = re.compile(
-    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<info>[^/?#@\s'\"<>]+)@"
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]{0,30}://)(?P<info>[^/?#@\s'\"<>]{1,512})@"
 )
-_SECRET_NAME = (
-    r"[\w.\-]*(?:token|secret|passw(?:or)?d|pwd|signature|credential|"
-    r"api[_\-]?key|apikey|auth)[\w.\-]*"
+# A parameter name is secret if it contains one of these words (or, in a query
+# string, is one of the short names URLs use).
+_SECRET_WORD = re.compile(
+    r"token|secret|passw(?:or)?d|pwd|signature|credential|api[_\-]?key|apikey|auth",
+    re.IGNORECASE,
 )
-# ?name=value or &name=value (also ';', the old separator) with a secret-looking
-# name or one of the short ones URLs use (key, sig, code); the value runs up to the
-# next separator, quote or whitespace. Outside a query string (at the start or
-# after a space, comma or quote) only the unmistakable names count.
-_VALUE = r"(?P<value>[^&#;\s'\"<>]+)"
+_SHORT_QUERY_NAMES = frozenset({"key", "sig", "code"})
+# ?name=value or &name=value (also ';', the old separator); the value runs up to the
+# next separator, quote or whitespace. Outside a query string (at the start or after
+# a space, comma or quote) only names with a secret word count.
 _QUERY = re.compile(
-    rf"(?P<lead>[?&;](?:{_SECRET_NAME}|key|sig|code)=){_VALUE}", re.IGNORECASE
+    r"(?P<lead>[?&;](?P<name>[\w.\-]{1,128})=)(?P<value>[^&#;\s'\"<>]+)"
 )
 _ASSIGNMENT = re.compile(
-    rf"(?P<lead>(?:^|(?<=[\s,(\"'])){_SECRET_NAME}=)(?P<value>[^&#;,\s'\"<>)]+)",
-    re.IGNORECASE,
+    r"(?:^|(?<=[\s,(\"']))(?P<lead>(?P<name>[\w.\-]{1,128})=)"
+    r"(?P<value>[^&#;,\s'\"<>)]+)"
 )
 # "Authorization: Bearer <token>" and "Authorization: Basic <base64>".
 _BEARER = re.compile(
@@ -65,12 +68,23 @@ def _userinfo(m: re.Match[str]) -> str:
     return f"{m['scheme']}{shown}@"
 
 
+def _query_value(m: re.Match[str]) -> str:
+    name = m["name"]
+    if name.lower() in _SHORT_QUERY_NAMES or _SECRET_WORD.search(name):
+        return m["lead"] + MASK
+    return m[0]
+
+
+def _assigned_value(m: re.Match[str]) -> str:
+    return m["lead"] + MASK if _SECRET_WORD.search(m["name"]) else m[0]
+
+
 def redact(text: Any) -> str:
     """``str(text)`` with URL credentials and secret query values replaced by ***."""
     out = str(text)
     out = _USERINFO.sub(_userinfo, out)
-    out = _QUERY.sub(lambda m: m["lead"] + MASK, out)
-    out = _ASSIGNMENT.sub(lambda m: m["lead"] + MASK, out)
+    out = _QUERY.sub(_query_value, out)
+    out = _ASSIGNMENT.sub(_assigned_value, out)
     return _BEARER.sub(lambda m: m["lead"] + MASK, out)
 
 
