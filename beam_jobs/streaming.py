@@ -13,9 +13,9 @@ stamped with their ``event_ts``; malformed ones become dead letters. Events fall
 the watermark passes the window end and a late pane for every late event that arrives
 within the allowed lateness, with ACCUMULATING panes (each pane holds the window's
 full counts so far). Events later than that are not left for Beam to drop silently:
-:class:`RouteLateEventsFn` (``--late-shards`` keys, each learning the watermark from
-an event-time timer walking the grid of window expiries) writes them as dead letters
-to ``OUT/dead_letter/late-*.jsonl`` and counts them in the ``late_events`` metric. A
+:class:`beam_jobs.late_events.RouteLateEventsFn` (``--late-shards`` keys, each
+learning the watermark from an event-time timer walking the grid of window expiries)
+writes them as dead letters to ``OUT/dead_letter/late-*.jsonl`` and counts them in the ``late_events`` metric. A
 Python DoFn cannot read the watermark itself, so an event can still be dropped by Beam
 only if its shard had seen no event of that window or a later one before the window
 expired (a sparse stream). Each pane (re)writes
@@ -33,17 +33,13 @@ import argparse
 import datetime as dt
 import json
 import logging
-import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import VarIntCoder
-from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-from apache_beam.transforms import trigger, userstate, window
-from apache_beam.transforms.timeutil import TimeDomain
-from apache_beam.utils.timestamp import Duration, Timestamp
+from apache_beam.transforms import trigger, window
+from apache_beam.utils.timestamp import Duration
 
 from beam_jobs import cli_common
 from beam_jobs.frequencies import (
@@ -52,6 +48,7 @@ from beam_jobs.frequencies import (
     FrequencyTiers,
     TopKDictionary,
 )
+from beam_jobs.late_events import DEFAULT_LATE_SHARDS, RouteLateEvents
 from trainer.contracts import artifacts, events, storage
 from trainer.contracts.features import FeatureSpec
 
@@ -76,146 +73,6 @@ class ParseEventFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.DEAD, letter)
             return
         yield window.TimestampedValue(row, row[self._spec.timestamp_key])
-
-
-_FLOOR = userstate.ReadModifyWriteStateSpec("floor", VarIntCoder())
-_MAX_EXPIRY = userstate.ReadModifyWriteStateSpec("max_expiry", VarIntCoder())
-_NEXT = userstate.ReadModifyWriteStateSpec("next", VarIntCoder())
-_TIMER = userstate.TimerSpec("expiry", TimeDomain.WATERMARK)
-_FLOOR_PARAM = beam.DoFn.StateParam(_FLOOR)
-_MAX_EXPIRY_PARAM = beam.DoFn.StateParam(_MAX_EXPIRY)
-_NEXT_PARAM = beam.DoFn.StateParam(_NEXT)
-_TIMER_PARAM = beam.DoFn.TimerParam(_TIMER)
-DEFAULT_LATE_SHARDS = 8
-
-
-class RouteLateEventsFn(beam.DoFn):
-    """Sharded rows -> on-time rows; rows of expired windows become dead letters.
-
-    A window expires when the watermark passes ``window end + allowed lateness``
-    (when Beam would drop its data). A Python DoFn cannot read the watermark, so each
-    shard learns it from an event-time timer that walks the grid of window expiries:
-    it fires at the earliest pending expiry, records it as the shard's *floor* (the
-    watermark is known to be past it), and re-arms one window later until it reaches
-    the latest expiry the shard has seen. A row whose window expires at or below the
-    floor is late: it is written (at bundle end) as a dead letter to
-    ``OUT/dead_letter/late-<window>-<id>.jsonl``, counted in the ``late_events``
-    metric and emitted on the ``late`` output. Only a row of a window that expired
-    before the shard saw any row of that window or a later one can still reach Beam
-    and be dropped; in a live stream every shard sees the current windows.
-    """
-
-    LATE = "late"
-
-    def __init__(
-        self, out: str | None, spec: FeatureSpec, window_s: int, lateness_s: int
-    ):
-        self._out = out
-        self._spec = spec
-        self._window_s = window_s
-        self._lateness_s = lateness_s
-        self._late_events = Metrics.counter("streaming", "late_events")
-        self._pending: dict[int, list[events.DeadLetter]] = {}
-
-    def start_bundle(self) -> None:
-        self._pending = {}
-
-    def _expiry(self, ts: int) -> tuple[int, int]:
-        start = int(ts) // self._window_s * self._window_s
-        return start, start + self._window_s + self._lateness_s
-
-    def process(
-        self,
-        item: tuple[int, dict[str, Any]],
-        floor: Any = _FLOOR_PARAM,
-        max_expiry: Any = _MAX_EXPIRY_PARAM,
-        next_fire: Any = _NEXT_PARAM,
-        timer: Any = _TIMER_PARAM,
-    ) -> Iterator[Any]:
-        _, row = item
-        start, expiry = self._expiry(row[self._spec.timestamp_key])
-        known = floor.read()
-        if known is not None and expiry <= known:
-            letter = events.DeadLetter(
-                "stream",
-                0,
-                f"late: window {_hour_text(start)} expired (allowed lateness "
-                f"{self._lateness_s} s)",
-                json.dumps(row, sort_keys=True, default=str)[:2000],
-            )
-            self._late_events.inc()
-            self._pending.setdefault(start, []).append(letter)
-            yield beam.pvalue.TaggedOutput(self.LATE, letter)
-            return
-        latest = max_expiry.read()
-        if latest is None or expiry > latest:
-            max_expiry.write(expiry)
-        armed = next_fire.read()
-        if armed is None or expiry < armed:
-            timer.set(Timestamp(expiry))
-            next_fire.write(expiry)
-        yield window.TimestampedValue(row, row[self._spec.timestamp_key])
-
-    @userstate.on_timer(_TIMER)
-    def _on_expiry(
-        self,
-        fired: Any = beam.DoFn.TimestampParam,
-        floor: Any = _FLOOR_PARAM,
-        max_expiry: Any = _MAX_EXPIRY_PARAM,
-        next_fire: Any = _NEXT_PARAM,
-        timer: Any = _TIMER_PARAM,
-    ) -> None:
-        at = int(fired.micros // 1_000_000)
-        floor.write(at)
-        latest = max_expiry.read()
-        if latest is not None and at < latest:
-            timer.set(Timestamp(at + self._window_s))
-            next_fire.write(at + self._window_s)
-        else:
-            next_fire.clear()
-
-    def finish_bundle(self) -> None:
-        if self._out is None:
-            return
-        for start, letters in self._pending.items():
-            name = f"late-{_hour_text(start)}-{uuid.uuid4().hex[:12]}.jsonl"
-            uri = storage.join(artifacts.dead_letter_dir(self._out), name)
-            events.write_dead_letters(uri, letters)
-        self._pending = {}
-
-
-def _hour_text(start: int) -> str:
-    return events.format_hour(dt.datetime.fromtimestamp(start, tz=dt.UTC))
-
-
-class RouteLateEvents(beam.PTransform):
-    """Timestamped rows -> on-time rows (main) and ``late`` dead letters."""
-
-    def __init__(
-        self,
-        spec: FeatureSpec,
-        out: str | None,
-        window_s: int,
-        lateness_s: int,
-        shards: int = DEFAULT_LATE_SHARDS,
-    ) -> None:
-        super().__init__()
-        self._spec, self._out = spec, out
-        self._window_s, self._lateness_s = window_s, lateness_s
-        self._shards = shards
-
-    def expand(self, rows):
-        key, n = self._spec.timestamp_key, self._shards
-        return (
-            rows
-            | "Shard" >> beam.Map(lambda r: (int(r[key]) % n, r))
-            | "RouteLate"
-            >> beam.ParDo(
-                RouteLateEventsFn(
-                    self._out, self._spec, self._window_s, self._lateness_s
-                )
-            ).with_outputs(RouteLateEventsFn.LATE, main="rows")
-        )
 
 
 class WindowedFeatureStats(

@@ -11,7 +11,7 @@ from apache_beam.testing import test_pipeline, test_stream
 from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.transforms.window import TimestampedValue
 
-from beam_jobs import streaming
+from beam_jobs import late_events, streaming
 from tests.beam_jobs.conftest import event, hour_text, ts_of
 from trainer.contracts import artifacts
 
@@ -151,8 +151,8 @@ def test_too_late_events_are_dead_letters_with_a_count(
             | beam.ParDo(streaming.ParseEventFn(tiny_spec)).with_outputs(
                 streaming.ParseEventFn.DEAD, main="rows"
             )
-        ).rows | streaming.RouteLateEvents(tiny_spec, out, 3600, LATENESS_S, shards=1)
-        late = routed[streaming.RouteLateEventsFn.LATE] | beam.Map(
+        ).rows | late_events.RouteLateEvents(tiny_spec, out, 3600, LATENESS_S, shards=1)
+        late = routed[late_events.RouteLateEventsFn.LATE] | beam.Map(
             lambda d: json.loads(d.record)["item"]
         )
         expected_late = [f"late{i}" for i in range(5)] + ["first-of-hour-1"]
