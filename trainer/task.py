@@ -343,6 +343,7 @@ def _check_inputs(config: TrainerConfig, args: argparse.Namespace) -> str:
         for flag, value in (("--train", args.train), ("--artifacts", args.artifacts)):
             if not value:
                 raise ConfigError(f"{flag}: required to train wide_deep")
+        load_feature_spec(config.feature_spec)  # an error names the file and field
         _check_paths(args)
         return args.train
     given = [

@@ -95,3 +95,12 @@ def test_credentials_in_paths_are_redacted_in_the_error(world, tmp_path, capsys)
     argv[argv.index("--artifacts") + 1] = f"https://ops:{CANARY}@h/stats?token=x"
     line = _error_line(capsys, argv, out)
     assert CANARY not in line and "https://ops:***@h" in line
+
+
+def test_a_bad_feature_spec_fails_before_the_output_is_claimed(world, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"features: \xff\n")
+    out = str(tmp_path / "out")
+    argv = wdt.task_args(world["logs"], HOUR0, world["stats"], out)
+    argv += ["--set", f"feature_spec={bad}"]  # the last --set wins
+    assert str(bad) in _error_line(capsys, argv, out)
