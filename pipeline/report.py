@@ -5,10 +5,8 @@ TensorFlow): each hour's record (``WORKDIR/hours/<hour>.json``, or ``.failed.jso
 its stats manifest (hashing diagnostics, dictionary churn), its evaluation's
 ``blessing.json`` (the registry decision's reasons) and the per-stage seconds the runner
 measured. Images are inlined as ``data:`` URIs; links point at files under the run
-directory (relative, so the directory can be moved); nothing is fetched.
-
-Example:
-    >>> path = write_report("runs/make-run", {"full": [...], "mgqe": [...]})  # doctest: +SKIP
+directory (relative, so the directory can be moved); nothing is fetched. Used by
+``python -m pipeline demo`` (:func:`pipeline.demo.write_report`).
 """
 
 from __future__ import annotations
@@ -60,14 +58,9 @@ def _read_json(path: str | None) -> dict[str, Any] | None:
         return json.load(f)
 
 
-def _manifest(rec: Mapping[str, Any]) -> dict[str, Any] | None:
-    stats = rec.get("stats")
-    return _read_json(os.path.join(stats, "manifest.json")) if stats else None
-
-
-def _blessing(rec: Mapping[str, Any]) -> dict[str, Any] | None:
-    ev = rec.get("evaluation")
-    return _read_json(os.path.join(ev, "blessing.json")) if ev else None
+def _beside(rec: Mapping[str, Any], key: str, name: str) -> dict[str, Any] | None:
+    """``name`` in the directory ``rec[key]`` (the stats artifact, the evaluation)."""
+    return _read_json(os.path.join(rec[key], name)) if rec.get(key) else None
 
 
 # ------------------------------------------------------------------------ formatting
@@ -232,7 +225,7 @@ def hashing_rows(results: Results) -> list[list[Any]]:
     rows = []
     for variant, recs in results.items():
         for r in recs:
-            manifest = _manifest(r) if ok(r) else None
+            manifest = _beside(r, "stats", "manifest.json") if ok(r) else None
             for name, f in sorted(((manifest or {}).get("features") or {}).items()):
                 diag = f.get("diagnostics") or {}
                 cont = f.get("continuous") or {}
@@ -277,7 +270,7 @@ def _registry_table(out: str, results: Results) -> str:
                     [variant, r["hour"], "-", "-", (html.escape(reason), "reason")]
                 )
                 continue
-            b = _blessing(r) or {}
+            b = _beside(r, "evaluation", "blessing.json") or {}
             reasons = "; ".join(b.get("reasons") or []) or "-"
             rows.append(
                 [
