@@ -224,7 +224,8 @@ def _claim_out_dir(out: str, request: dict[str, Any]) -> None:
 
     A finished or killed run in ``out`` is returned or resumed only when its config,
     inputs and warm start are the ones asked for now; anything else would silently
-    hand back (or continue) a different model.
+    hand back (or continue) a different model. ``request.json`` is created
+    create-only, so of two writers racing with other settings exactly one wins.
 
     Raises:
         ConfigError: naming ``out`` and the settings that differ.
@@ -243,8 +244,10 @@ def _claim_out_dir(out: str, request: dict[str, Any]) -> None:
         }
         request = {"config": request["config"]}
     else:
-        storage.write_text(path, json.dumps(request, indent=1, sort_keys=True))
-        return
+        text = json.dumps(request, indent=1, sort_keys=True)
+        if storage.create_if_absent(path, text.encode("utf-8")):
+            return
+        stored = json.loads(storage.read_text(path))  # another writer claimed it first
     diffs = _differences(stored, request)
     if diffs:
         shown = ", ".join(diffs[:6]) + (" ..." if len(diffs) > 6 else "")
