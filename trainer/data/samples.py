@@ -307,10 +307,17 @@ def ranking_batches(cfg: TrainerConfig, task: RankingTask) -> tuple[Any, int]:
             tf.TensorSpec((None,), tf.int64),
             tf.TensorSpec((None,), tf.float32),
         )
-    ds = tf.data.Dataset.from_generator(epochs, output_signature=spec)
-    ds = ds.flat_map(
-        lambda *a: tf.data.Dataset.from_tensor_slices(a).batch(t.batch_size)
-    )
+    size = t.batch_size
+
+    def cut(*arrays: Any) -> Any:  # one slice per batch (not one element at a time)
+        n = tf.shape(arrays[0], out_type=tf.int64)[0]
+
+        def batch(i: Any) -> Any:
+            return tuple(a[i * size : tf.minimum((i + 1) * size, n)] for a in arrays)
+
+        return tf.data.Dataset.range((n + size - 1) // size).map(batch)
+
+    ds = tf.data.Dataset.from_generator(epochs, output_signature=spec).flat_map(cut)
     if not sasrec:
         ds = ds.map(lambda u, i, y: ({"user": u, "item": i}, y))
     return ds.prefetch(2), steps

@@ -211,7 +211,6 @@ def train(
                 f"the epoch-ordered stream); no update applied, last checkpoint kept"
             )
         step += 1
-        step_var.assign(step)
         examples += _batch_examples(batch, strategy)
         loss_val = float(loss)
         epoch_losses.append((loss_val, float(reg)))
@@ -225,6 +224,7 @@ def train(
                 tf.summary.scalar("loss", loss_val, step=step)
                 tf.summary.scalar("examples_per_s", rate, step=step)
         if step % cfg.checkpoint_every == 0:
+            step_var.assign(step)  # only read by the checkpoint
             manager.save(checkpoint_number=step)
         if on_epoch and (step % per_epoch == 0 or step == limit):
             mean = np.mean(epoch_losses, axis=0)
@@ -241,6 +241,7 @@ def train(
             )
             epoch_losses, epoch_t0 = [], time.perf_counter()
     if step > resumed:
+        step_var.assign(step)
         manager.save(checkpoint_number=step)
     writer.flush()
     return TrainResult(step, resumed, loss_val, examples, time.perf_counter() - t0)
@@ -249,7 +250,10 @@ def train(
 def _batch_examples(batch: Any, strategy: tf.distribute.Strategy) -> int:
     """Examples in a (possibly distributed) batch: the rows of its last tensor."""
     last = tf.nest.flatten(batch)[-1]
-    return sum(int(tf.shape(x)[0]) for x in strategy.experimental_local_results(last))
+    return sum(
+        int(x.shape[0]) if x.shape[0] is not None else int(tf.shape(x)[0])
+        for x in strategy.experimental_local_results(last)
+    )
 
 
 def _regularization(model: Any) -> Any:
