@@ -180,14 +180,14 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from pipeline import client
+    from pipeline import client, vertex_client
 
     cfg = _load(args)
     hour = args.hour or _last_full_hour()
     params = _parameters(cfg, args, hour=hour, hour_lag=0)
     run_name = args.run_name or f"hourly-training-{hour}"
     if args.vertex_project:
-        name = client.submit_vertex(
+        name = vertex_client.submit_vertex(
             **_vertex(args, cfg), pipeline_spec_path=args.pipeline_spec,
             params=params, run_name=run_name, experiment=cfg.vertex.experiment,
         )  # fmt: skip
@@ -203,13 +203,13 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from pipeline import client
+    from pipeline import client, vertex_client
 
     cfg = _load(args)
     name = args.name or cfg.schedule.name
     cron = args.cron or cfg.schedule.cron
     if args.vertex_project:  # Vertex cannot fill in the hour: "" = the run's hour
-        resource = client.schedule_vertex(
+        resource = vertex_client.schedule_vertex(
             **_vertex(args, cfg), pipeline_spec_path=args.pipeline_spec,
             params=_parameters(cfg, args, hour="", hour_lag=2), name=name, cron=cron,
             max_concurrency=cfg.schedule.max_concurrency,

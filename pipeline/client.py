@@ -1,4 +1,4 @@
-"""Small wrappers over ``kfp.Client`` (and Vertex AI): submit and schedule the pipeline.
+"""Small wrappers over ``kfp.Client``: submit and schedule the pipeline.
 
 KFP:
     :func:`submit_run` creates one run of a compiled spec (sent inline, no upload).
@@ -9,11 +9,7 @@ KFP:
     create fails, the old ones are re-enabled, so a failed update never leaves the
     pipeline unscheduled.
 
-Vertex AI Pipelines:
-    :func:`submit_vertex` and :func:`schedule_vertex` are the same operations through
-    ``google.cloud.aiplatform`` (``PipelineJob.submit``, ``PipelineJob.create_schedule``
-    with a 5-field cron). They need a GCP project and network, so the tests do not run
-    them; the tests cover the KFP path against a loopback API server.
+Vertex AI Pipelines: the same operations are in :mod:`pipeline.vertex_client`.
 
 ``kfp.Client`` prints links to stdout; here they are logged instead, since this is a
 library. Server and connection errors become :class:`PipelineClientError`. Hosts may
@@ -78,8 +74,8 @@ def submit_run(
         PipelineClientError: if the server rejects the run or cannot be reached.
         FileNotFoundError: if the spec does not exist.
     """
-    _check_host(host)
-    _check_spec(pipeline_spec_path)
+    check_host(host)
+    check_spec(pipeline_spec_path)
     client = _connect(host)
     result = _call(
         "create run",
@@ -123,9 +119,9 @@ def schedule(
         PipelineClientError: on a server or connection error.
         ValueError: if ``cron`` does not have 6 fields.
     """
-    _check_cron(cron, 6)
-    _check_host(host)
-    _check_spec(pipeline_spec_path)
+    check_cron(cron, 6)
+    check_host(host)
+    check_spec(pipeline_spec_path)
     client = _connect(host)
     exp = _call("create experiment", host, client.create_experiment, experiment)
     wanted = {
@@ -264,7 +260,7 @@ def _spec_dict(path: str) -> dict[str, Any]:
     return dict(json_format.MessageToDict(spec))
 
 
-def _check_spec(path: str) -> None:
+def check_spec(path: str) -> None:
     """The compiled spec exists and parses as a PipelineSpec, before any network.
 
     Raises:
@@ -297,7 +293,7 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split())
 
 
-def _check_host(host: str) -> None:
+def check_host(host: str) -> None:
     """``host`` is an http(s) URL with a host name (checked before connecting)."""
     import urllib.parse
 
@@ -308,102 +304,6 @@ def _check_host(host: str) -> None:
         )
 
 
-def _check_cron(cron: str, fields: int) -> None:
+def check_cron(cron: str, fields: int) -> None:
     if len(cron.split()) != fields:
         raise ValueError(f"cron {cron!r} must have {fields} fields")
-
-
-def to_vertex_cron(kfp_cron: str) -> str:
-    """KFP's 6-field cron (seconds first) -> Vertex's 5-field cron.
-
-    Raises:
-        ValueError: if the seconds field is not ``0`` (Vertex has minute resolution).
-    """
-    _check_cron(kfp_cron, 6)
-    seconds, *rest = kfp_cron.split()
-    if seconds != "0":
-        raise ValueError(f"cron {kfp_cron!r}: Vertex schedules need seconds = 0")
-    return " ".join(rest)
-
-
-# --------------------------------------------------------------------------- Vertex
-
-
-def submit_vertex(
-    project: str,
-    region: str,
-    pipeline_spec_path: str,
-    params: Mapping[str, Any],
-    pipeline_root: str,
-    run_name: str,
-    service_account: str | None = None,
-    experiment: str | None = None,
-) -> str:
-    """Submits one Vertex AI PipelineJob; returns its resource name (untested here)."""
-    from google.cloud import aiplatform
-
-    _check_spec(pipeline_spec_path)
-    job = aiplatform.PipelineJob(
-        display_name=run_name,
-        template_path=pipeline_spec_path,
-        pipeline_root=pipeline_root,
-        parameter_values=dict(params),
-        project=project,
-        location=region,
-    )
-    job.submit(service_account=service_account or None, experiment=experiment or None)
-    logger.info("submitted Vertex pipeline job %s", job.resource_name)
-    return str(job.resource_name)
-
-
-def schedule_vertex(
-    project: str,
-    region: str,
-    pipeline_spec_path: str,
-    params: Mapping[str, Any],
-    pipeline_root: str,
-    name: str,
-    cron: str = KFP_HOURLY_CRON,
-    max_concurrency: int = 1,
-    service_account: str | None = None,
-) -> str:
-    """Replaces the Vertex schedule called ``name`` (not run in tests).
-
-    Vertex schedules cannot change their pipeline or parameters in place, so existing
-    schedules with this display name are paused, the new one is created (on failure
-    the old ones are resumed), then the old ones are deleted.
-    Missed runs are not back-filled (Vertex never catches up).
-    """
-    from google.cloud import aiplatform
-
-    _check_spec(pipeline_spec_path)
-    old = aiplatform.PipelineJobSchedule.list(
-        filter=f'display_name="{name}"', project=project, location=region
-    )
-    job = aiplatform.PipelineJob(
-        display_name=name,
-        template_path=pipeline_spec_path,
-        pipeline_root=pipeline_root,
-        parameter_values=dict(params),
-        project=project,
-        location=region,
-    )
-    for sched in old:  # stop the old ones first: two schedules must not both fire
-        sched.pause()
-    try:
-        created = job.create_schedule(
-            cron=to_vertex_cron(cron),
-            display_name=name,
-            max_concurrent_run_count=max_concurrency,
-            service_account=service_account or None,
-        )
-    except Exception:
-        for sched in old:
-            sched.resume()
-        raise
-    for sched in old:
-        sched.delete()
-    logger.info(
-        "Vertex schedule %s replaces %d old one(s)", created.resource_name, len(old)
-    )
-    return str(created.resource_name)

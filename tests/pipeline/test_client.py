@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 import yaml
 
-from pipeline import client
+from pipeline import client, vertex_client
 from tests.fixtures.kfp_api import API
 
 SPEC = str(
@@ -133,11 +133,11 @@ def test_client_side_checks_and_unreachable_host(tmp_path) -> None:
 
 
 def test_vertex_cron_conversion() -> None:
-    assert client.to_vertex_cron("0 5 * * * *") == "5 * * * *"
+    assert vertex_client.to_vertex_cron("0 5 * * * *") == "5 * * * *"
     with pytest.raises(ValueError, match="seconds = 0"):
-        client.to_vertex_cron("30 5 * * * *")
+        vertex_client.to_vertex_cron("30 5 * * * *")
     with pytest.raises(ValueError, match="6 fields"):
-        client.to_vertex_cron("5 * * * *")
+        vertex_client.to_vertex_cron("5 * * * *")
 
 
 # ----------------------------------------------- the fixture validates like the server
