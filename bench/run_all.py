@@ -42,6 +42,22 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
         + ["--events-per-hour", "3000", "--steps", "40", "--warmup-steps", "10"]
         + ["--repeats", "1", "--no-gmf"],
     ),
+    "ranking_steps": (
+        ["--xla-quantized"],
+        ["--synthetic", "200", "--batches", "2", "--warmup", "1", "--steps", "2"]
+        + [
+            "--rounds",
+            "1",
+            "--profile",
+            "{out}/ranking_profile",
+            "--profile-steps",
+            "2",
+        ],
+    ),
+    "pipeline_hour": (
+        ["--work-dir", "{out}/pipeline_hour"],
+        ["--work-dir", "{out}/pipeline_hour", "--events", "5000"],
+    ),
 }
 
 

@@ -31,6 +31,8 @@ EXPECTED_KEYS = {
         "ratio",
     },
     "train_throughput": {"variants", "events", "steps", "batch_size", "gmf_ml1m"},
+    "ranking_steps": {"pairs", "step_time_ratio", "peak_rss_mb", "profile"},
+    "pipeline_hour": {"events", "stage_seconds", "non_train_over_train"},
 }
 VARIANT_KEYS = {"examples_per_s", "peak_rss_mb", "serving_bits", "speed_vs_full"}
 
@@ -106,3 +108,17 @@ def test_quick_make_bench_prints_every_benchmarks_json(tmp_path) -> None:
     assert set(summary["embeddings"]["examples_per_s"]) == set(
         summary["embeddings"]["ratio_to_full"]
     )
+    ranking = summary["ranking_steps"]
+    quantized = {
+        f"{b}_{m}" for b in ("gmf", "neumf", "sasrec") for m in ("dpq", "mgqe")
+    }
+    assert set(ranking["step_time_ratio"]) == quantized
+    assert set(ranking["profile"]) == set(ranking["pairs"])
+    for name, prof in ranking["profile"].items():
+        assert prof["ops"] and 0 < prof["ops"][0][3] <= 1, (name, prof)
+    hour = summary["pipeline_hour"]
+    assert hour["events"] == 5000
+    assert {"stats", "transform", "train", "export", "evaluate"} <= set(
+        hour["stage_seconds"]
+    ), hour
+    assert hour["non_train_over_train"] > 0
