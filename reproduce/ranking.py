@@ -1,15 +1,24 @@
-"""Reproduces MGQE's ML-1M ranking tables (Kang et al. 2020) into docs/results_ranking.md.
+"""Reproduces MGQE's ML-1M ranking tables (Kang et al. 2020) from committed runs.
 
 Runs backbones (GMF, NeuMF, SASRec) x embedding methods (full, LRF r=48, SQ b=8, DPQ
 D=64 K=256, MGQE D=64 K=[256,64] 10 % head, and a compact MGQE K=[256,16]) x seeds, each
 from ``specs/experiments/<model>_<method>.yaml``, and writes a Markdown table per model
 (HR@10 and NDCG@10 in percent, mean ± std over seeds, model size %) beside the paper's
-numbers (Kang et al. 2020, ML-1M tables), plus a plot of HR@10 against model size %.
+numbers (Kang et al. 2020, ML-1M tables; full ranking only), plus a plot of HR@10
+against model size %. Every run also reports the sampled protocols of NCF and SASRec
+from the same model (:data:`trainer.evaluation.ranking.PROTOCOL_TEXT`).
+
+Finished runs are JSON files under ``reproduce/runs/ranking/`` (committed;
+:mod:`reproduce.run_store`): a rerun trains only the missing ones and regenerates the
+report from the stored ones; runs made by other code are listed as stale (not in the
+tables) until ``--rerun-stale`` retrains them. ``--out`` defaults under ``runs/``
+(gitignored); pass ``--out docs/...`` to refresh a committed report.
 
 Usage::
 
-    python -m reproduce.ranking --data-dir ../shared/data --out docs/results_ranking.md
-    python -m reproduce.ranking --quick --data-dir ../shared/data --out docs/results_ranking.md
+    python -m reproduce.ranking --data-dir ../shared/data --models gmf --seeds 3
+    python -m reproduce.ranking --data-dir ../shared/data --models sasrec \
+        --set model.maxlen=200 --set model.embedding.dim=50 --protocol sampled_sasrec
 
 Example:
     >>> main(["--quick", "--data-dir", "data"])  # doctest: +SKIP
@@ -27,53 +36,25 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
+from reproduce.ranking_report import (  # noqa: F401  (re-exported)
+    INTRO,
+    PAPER,
+    PAPER_SAMPLED,
+    PAPER_SOURCE,
+    paper_numbers,
+    plot_results,
+    protocol_note,
+    results_table,
+    write_results,
+)
 
 MODELS = ("gmf", "neumf", "sasrec")
 METHODS = ("full", "lrf", "sq", "dpq", "mgqe", "mgqe_compact")
-#: Kang et al. 2020, ML-1M: (HR@10 %, NDCG@10 %, printed model size %), mean of 10 runs.
-PAPER: dict[str, dict[str, tuple[float, float, float]]] = {
-    "gmf": {
-        "full": (7.79, 3.88, 100.0),
-        "lrf": (7.20, 3.65, 75.5),
-        "sq": (7.82, 3.92, 25.0),
-        "dpq": (7.92, 3.95, 30.4),
-        "mgqe": (8.03, 3.98, 20.7),
-    },
-    "neumf": {
-        "full": (7.88, 3.90, 100.0),
-        "lrf": (7.41, 3.70, 77.3),
-        "sq": (7.99, 3.96, 29.0),
-        "dpq": (7.79, 3.90, 34.1),
-        "mgqe": (8.04, 3.98, 24.4),
-    },
-    "sasrec": {
-        "full": (20.36, 8.88, 100.0),
-        "lrf": (20.07, 9.21, 74.3),
-        "sq": (20.04, 8.72, 31.5),
-        "dpq": (20.23, 8.81, 38.3),
-        "mgqe": (20.36, 8.88, 27.5),
-    },
-}
 #: Evaluate every this many epochs by default (SASRec trains 200 short epochs).
 EVAL_EVERY = {"gmf": 1, "neumf": 1, "sasrec": 10}
 #: ``--quick``: GMF, one seed, the same 6,000 steps (~30 % of an epoch) for every
 #: method; about 10 minutes on 2 CPU cores (DPQ/MGQE steps cost ~25 ms, the rest ~3 ms).
 QUICK = {"models": ("gmf",), "seeds": 1, "epochs": 1, "max_steps": 6000}
-
-
-INTRO = (
-    "Kang et al., *Learning Multi-granular Quantized Embeddings for Large-Vocab "
-    "Categorical Features in Recommender Systems* (2020), GMF/NeuMF/SASRec tables. "
-    "HR@10 and NDCG@10 in %, **test** split at the epoch with the best **validation** "
-    "NDCG@10, full ranking over all items minus the user's training items (and the "
-    "validation item at test), ties counted against the target (the paper does not state its protocol; only full ranking fits its numbers). "
-    "Mean ± sample std over seeds. Model size % = serving bits of the whole model "
-    "(tables + 32-bit dense weights) over the full-embedding model (the paper's "
-    "Table 1). Paper columns: the paper's ML-1M tables (mean of 10 runs) and the printed sizes. "
-    "The paper's MGQE sizes need a more compact configuration than its stated "
-    "default, hence the extra `mgqe_compact` row (beside the same paper MGQE numbers)."
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +65,11 @@ class Run:
     method: str
     spec: str
     result: Any  # trainer.evaluation.ranking.RankingResult
+    #: Made by other code than the current (listed, not in the tables).
+    stale: bool = False
+    #: For a stale run: the stored file and the code paths that changed since.
+    path: str = ""
+    changed: tuple[str, ...] = ()
 
 
 def spec_path(specs_dir: str, model: str, method: str) -> str:
@@ -103,6 +89,7 @@ def run_grid(
     progress: Callable[[str], None] | None = None,
     store: Any = None,
     on_run: Callable[[list[Run]], None] | None = None,
+    rerun_stale: bool = False,
 ) -> list[Run]:
     """Trains and evaluates every model x method x seed.
 
@@ -120,9 +107,11 @@ def run_grid(
             settings are loaded instead of trained, and new ones are saved to it.
         on_run: Called with the runs so far after each one (rewrites the tables, so
             an interrupted grid still leaves its finished part written).
+        rerun_stale: Retrain stored runs made by other code (default: keep them,
+            marked ``stale``).
 
     Returns:
-        The runs, in grid order.
+        The runs, in grid order (stale ones with ``stale=True``).
     """
     from trainer.config import load_config
     from trainer.data.samples import RankingTask, prepare_task
@@ -139,7 +128,24 @@ def run_grid(
                 tag = f"{model}/{method} seed {seed}"
                 every = eval_every or EVAL_EVERY[model]
                 name = f"{model}_{method}"
-                result = store and store.load(name, cfg, protocol, every, task)
+                hit = store.lookup(name, cfg, protocol, every, task) if store else None
+                if hit is not None and hit.stale and not rerun_stale:
+                    say(f"{tag}: STALE {hit.path} ({', '.join(hit.changed_files)})")
+                    runs.append(
+                        Run(
+                            model,
+                            method,
+                            path,
+                            hit.result,
+                            True,
+                            hit.path,
+                            tuple(hit.changed_files),
+                        )
+                    )
+                    if on_run is not None:
+                        on_run(runs)
+                    continue
+                result = None if hit is None or hit.stale else hit.result
                 if result is None:
                     result = ranking.train_and_evaluate(
                         cfg,
@@ -177,126 +183,10 @@ def _epoch_line(tag: str, epochs: int, log: Any) -> str:
     return f"{line} ({log.seconds:.0f} s)"
 
 
-def _mean_std(values: Sequence[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
-
-
-def results_table(runs: Sequence[Run], model: str) -> list[str]:
-    """Markdown rows of one model's table (one row per method, seeds aggregated)."""
-    lines = [
-        "| method | HR@10 | NDCG@10 | model size % | paper HR@10 | paper NDCG@10 "
-        "| paper size % | best epochs | seeds | train s/run |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    methods = list(dict.fromkeys(r.method for r in runs if r.model == model))
-    for method in methods:
-        rs = [r.result for r in runs if r.model == model and r.method == method]
-        paper = PAPER[model].get(method.removesuffix("_compact"))
-        p = [f"{x:.2f}" for x in paper] if paper else ["-", "-", "-"]
-        lines.append(
-            f"| {method} | {_mean_std([r.test.hr for r in rs])} "
-            f"| {_mean_std([r.test.ndcg for r in rs])} | {rs[0].size_percent:.2f} "
-            f"| {p[0]} | {p[1]} | {p[2]} | {', '.join(str(r.best_epoch) for r in rs)} "
-            f"| {len(rs)} | {np.mean([r.train_seconds for r in rs]):.0f} |"
-        )
-    return lines
-
-
-def write_results(
-    runs: Sequence[Run], out: str, command: str, notes: Sequence[str] = ()
-) -> str:
-    """Writes RESULTS.md (tables, settings, configs) and its plot (same name, .png).
-
-    Args:
-        runs: Finished runs.
-        out: Path of the Markdown file.
-        command: The exact command line, recorded in the file.
-        notes: Extra lines for the settings section (data, quick mode, ...).
-
-    Returns:
-        The path of the PNG plot.
-    """
-    png = os.path.splitext(out)[0] + ".png"
-    lines = [
-        "# Ranking reproduction: MGQE backbones on MovieLens-1M",
-        "",
-        INTRO,
-        "",
-        f"Command: `{command}`",
-        "",
-        *[f"- {n}" for n in notes],
-        "",
-    ]
-    for model in dict.fromkeys(r.model for r in runs):
-        lines += [f"## {model.upper() if model != 'sasrec' else 'SASRec'}", ""]
-        lines += results_table(runs, model) + [""]
-    lines += ["## Configs", ""]
-    for run in {r.spec: r for r in runs}.values():
-        lines.append(
-            f"- `{run.spec}`: {_embedding_summary(run.result.config.model.embedding)}"
-        )
-    lines += ["", f"![HR@10 vs model size](./{os.path.basename(png)})", ""]
-    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    plot_results(runs, png)
-    return png
-
-
-def _embedding_summary(cfg: Any) -> str:
-    """The fields of an EmbeddingConfig that matter for its kind."""
-    fields = {
-        "lrf": ("rank",),
-        "sq": ("bits",),
-        "dpq": ("num_subspaces", "num_centroids"),
-        "mgqe": ("num_subspaces", "num_centroids", "tier_shares", "mgqe_variant"),
-    }.get(cfg.kind, ())
-    parts = [f"kind={cfg.kind}", f"dim={cfg.dim}"]
-    parts += [
-        f"{f}={list(v) if isinstance(v := getattr(cfg, f), tuple) else v}"
-        for f in fields
-    ]
-    return ", ".join(parts)
-
-
-def plot_results(runs: Sequence[Run], png: str) -> None:
-    """HR@10 (mean ± std over seeds) against model size %, ours filled, paper hollow."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    models = list(dict.fromkeys(r.model for r in runs))
-    fig, axes = plt.subplots(
-        1, len(models), figsize=(5.5 * len(models), 4), squeeze=False
-    )
-    for ax, model in zip(axes[0], models, strict=True):
-        methods = dict.fromkeys(r.method for r in runs if r.model == model)
-        for i, method in enumerate(methods):
-            rs = [r.result for r in runs if r.model == model and r.method == method]
-            hr = [r.test.hr for r in rs]
-            std = float(np.std(hr, ddof=1)) if len(hr) > 1 else 0.0
-            color = f"C{i}"
-            ax.errorbar(
-                rs[0].size_percent,
-                float(np.mean(hr)),
-                yerr=std,
-                fmt="o",
-                color=color,
-                capsize=3,
-                label=f"{method} (n={len(rs)})",
-            )
-            paper = PAPER[model].get(method.removesuffix("_compact"))
-            if paper and not method.endswith("_compact"):
-                ax.scatter(paper[2], paper[0], facecolors="none", edgecolors=[color])
-        ax.set(title=model, xlabel="model size %", ylabel="test HR@10 %")
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle("ours (filled, mean ± std over seeds) vs paper (hollow)")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+#: ``--out`` default: under the gitignored ``runs/``, never a committed doc.
+DEFAULT_OUT = os.path.join("runs", "reproduce", "results_ranking.md")
+#: ``--results-dir`` default of ``--quick`` (its runs are not the grid's; not committed).
+QUICK_RESULTS = os.path.join("runs", "reproduce", "quick")
 
 
 def _data_file(data_dir: str) -> str:
@@ -304,7 +194,31 @@ def _data_file(data_dir: str) -> str:
         path = os.path.join(data_dir, candidate)
         if os.path.exists(path):
             return path
-    raise FileNotFoundError(f"no ml-1m.txt under {data_dir} (or {data_dir}/ml-1m/)")
+    raise FileNotFoundError(
+        f"--data-dir {data_dir}: no ml-1m.txt there (or in {data_dir}/ml-1m/)"
+    )
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``["model.maxlen=200", ...]`` -> dotted overrides (YAML values), as
+    ``python -m trainer.task --set`` reads them; ``ValueError`` names a bad item."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        if key.split(".")[0] not in ("model", "training", "optimizer"):
+            raise ValueError(
+                f"--set {item!r}: only model.*, training.* and optimizer.* fields"
+            )
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or "not valid YAML"
+            raise ValueError(f"--set {item!r}: VALUE is not YAML ({problem})") from None
+    return out
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -314,12 +228,17 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--data-dir", required=True, help="holds ml-1m/ml-1m.txt or ml-1m.txt"
     )
-    p.add_argument("--out", default="docs/results_ranking.md")
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"report (and .png beside it); default {DEFAULT_OUT}; committed reports "
+        "only by an explicit --out docs/...",
+    )
     p.add_argument(
         "--quick",
         action="store_true",
         help=f"one seed, GMF only, {QUICK['epochs']} epoch of at most "
-        f"{QUICK['max_steps']} steps per run",
+        f"{QUICK['max_steps']} steps per run (runs kept under {QUICK_RESULTS})",
     )
     p.add_argument(
         "--seeds", type=int, default=None, help="repetitions (default 3; quick 1)"
@@ -330,16 +249,34 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--max-steps", type=int, default=None, help="override training.max_steps"
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model/training/optimizer field of every run, e.g. "
+        "--set model.maxlen=200 (YAML value; repeatable)",
+    )
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument(
-        "--protocol", default="full", choices=("full", "sampled_ncf", "sampled_sasrec")
+        "--protocol",
+        default="full",
+        choices=("full", "sampled_ncf", "sampled_sasrec"),
+        help="the protocol that chooses the epoch and fills the main tables (the "
+        "other two are reported from the same models)",
     )
     p.add_argument("--specs-dir", default="specs/experiments")
     p.add_argument(
         "--results-dir",
-        default=os.path.join("runs", "reproduce"),
-        help="finished runs as JSON: a rerun with the same settings loads them "
-        "(resume, add seeds); 'none' to always train",
+        default=None,
+        help="finished runs as JSON (default reproduce/runs/ranking, committed; quick: "
+        f"{QUICK_RESULTS}): a rerun with the same settings loads them (resume, add "
+        "seeds); 'none' to always train",
+    )
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="retrain stored runs whose code fingerprint is not the current code's",
     )
     return p.parse_args(argv)
 
@@ -347,7 +284,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints progress and writes ``--out`` and the plot."""
     args = _parse_args(argv)
-    from reproduce.run_store import RunStore
+    from reproduce.run_store import DEFAULT_ROOT, RunStore
+    from trainer.config import load_config
     from trainer.data.sequences import load_sasrec
 
     quick = QUICK if args.quick else {}
@@ -359,7 +297,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: unknown {bad}; allowed {list(allowed)}", file=sys.stderr)
             return 2
     seeds = list(range(args.seeds or quick.get("seeds", 3)))
-    overrides = {
+    try:
+        overrides = parse_sets(args.set)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    overrides |= {
         k: v
         for k, v in (
             ("training.epochs", args.epochs or quick.get("epochs")),
@@ -367,21 +310,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if v
     }
-    path = _data_file(args.data_dir)
+    for model in models:  # a bad spec or --set fails here, before any training
+        for method in methods:
+            try:
+                load_config(spec_path(args.specs_dir, model, method), overrides)
+            except (ValueError, OSError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+    try:
+        path = _data_file(args.data_dir)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     data = load_sasrec(path)
+    results_dir = args.results_dir or (QUICK_RESULTS if args.quick else DEFAULT_ROOT)
     command = "python -m reproduce.ranking " + shlex.join(
         list(argv if argv is not None else sys.argv[1:])
     )
     print(
         f"data {path}: {data.num_users} users, {data.num_items} items; "
-        f"{len(models) * len(methods) * len(seeds)} runs",
+        f"{len(models) * len(methods) * len(seeds)} runs; stored runs {results_dir}",
         flush=True,
     )
     start = time.perf_counter()
     notes = [
         f"Data: `{path}` ({data.num_users} users, {data.num_items} items, "
         f"{data.num_actions} actions), leave-last-two-out.",
-        f"Seeds: {seeds}; protocol: {args.protocol}; overrides: {overrides or 'none'}.",
+        f"Seeds: {seeds}; selection protocol: {args.protocol}; overrides: "
+        f"{overrides or 'none'}.",
+        f"Runs: `{results_dir}` (JSON per run; the report is regenerated from them).",
     ]
     if args.quick:
         notes.append(
@@ -391,11 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     total = len(models) * len(methods) * len(seeds)
 
     def write(done: list[Run]) -> str:
-        extra = (
-            [] if len(done) == total else [f"**Partial**: {len(done)} of {total} runs."]
-        )
+        fresh = sum(not r.stale for r in done)
+        extra = [] if fresh == total else [f"**Partial**: {fresh} of {total} runs."]
         wall = f"Wall time: {time.perf_counter() - start:.0f} s, {os.cpu_count()} CPU cores."
-        return write_results(done, args.out, command, [*notes, wall, *extra])
+        return write_results(
+            done, args.out, command, [*notes, wall, *extra], args.protocol
+        )
 
     runs = run_grid(
         data,
@@ -407,11 +365,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.protocol,
         args.eval_every,
         progress=lambda line: print(line, flush=True),
-        store=None if args.results_dir == "none" else RunStore(args.results_dir),
+        store=None if results_dir == "none" else RunStore(results_dir),
         on_run=write,
+        rerun_stale=args.rerun_stale,
     )
     png = write(runs)
-    print(f"wrote {args.out} and {png}")
+    stale = sum(r.stale for r in runs)
+    print(
+        f"wrote {args.out} and {png}"
+        + (f"; {stale} STALE runs listed" if stale else "")
+    )
     return 0
 
 

@@ -1,22 +1,36 @@
-"""Finished ranking runs on disk, so a long reproduction resumes and grows by seeds.
+"""Finished ranking runs, committed under ``reproduce/runs/ranking/``, so a reproduction
+resumes, grows by seeds, and survives a fresh checkout.
 
-``make reproduce`` is about a day of CPU time. Each finished run of the grid is written
-as one JSON file, named by backbone, method, seed and a fingerprint of everything that
-decides its result (the full config with overrides and seed, the evaluation protocol
-and cadence, the data's shape). A later invocation with the same settings loads the
-file instead of training again, so an interrupted reproduction resumes at the first
-unfinished run, and ``--seeds 5`` after ``--seeds 3`` trains only seeds 3 and 4.
-Changing any setting changes the fingerprint: stale results are never reused.
+Each finished run is one small JSON file named by backbone, method, seed and the
+fingerprint (:func:`trainer.contracts.fingerprint.fingerprint`) of what decides its
+result: the full config with overrides and seed, the evaluation protocol and cadence,
+and the data's content (:func:`data_fingerprint`). A later invocation with the same
+settings loads the file instead of training again, so an interrupted reproduction
+resumes at the first unfinished run, and ``--seeds 5`` after ``--seeds 3`` trains only
+seeds 3 and 4. Changing any setting changes the name: other settings are never reused.
+
+Every file also records the CODE fingerprint (:func:`code_fingerprint`): sha256 over the
+contents of the fixed list :data:`CODE_PATHS` (the model, layers, loop, data and
+evaluation modules). A stored run whose code fingerprint differs from the current code
+is *stale*: :meth:`RunStore.lookup` still returns it (with the files that changed), the
+reproduction lists it as stale instead of mixing it into the tables, and
+``--rerun-stale`` retrains it in place.
 
 Example:
-    >>> store = RunStore("runs/reproduce")                          # doctest: +SKIP
-    >>> store.load("gmf_mgqe", cfg, "full", 1, data) or train(...)  # doctest: +SKIP
+    >>> store = RunStore("reproduce/runs/ranking")                    # doctest: +SKIP
+    >>> hit = store.lookup("gmf_mgqe", cfg, "full", 1, task)          # doctest: +SKIP
+    >>> hit.result if hit and not hit.stale else train(...)           # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import os
 from typing import Any
+
+import numpy as np
 
 from trainer.config import TrainerConfig
 from trainer.contracts import storage
@@ -24,35 +38,112 @@ from trainer.contracts.fingerprint import fingerprint as _fingerprint
 from trainer.evaluation.ranking import EpochLog, RankingResult, SplitMetrics
 from trainer.serving.tables import ModelSize
 
-FORMAT = 1
+FORMAT = 2
+#: Where ``python -m reproduce.ranking`` keeps its finished runs (committed).
+DEFAULT_ROOT = os.path.join("reproduce", "runs", "ranking")
+#: The source files whose contents decide a ranking run's result, relative to the
+#: repository root: models, embedding layers, the loop, the data and the evaluation.
+CODE_PATHS = (
+    "trainer/models/factory.py",
+    "trainer/models/gmf.py",
+    "trainer/models/neumf.py",
+    "trainer/models/sasrec.py",
+    "trainer/models/ranking_common.py",
+    "trainer/layers/base.py",
+    "trainer/layers/factory.py",
+    "trainer/layers/full_embedding.py",
+    "trainer/layers/low_rank_embedding.py",
+    "trainer/layers/scalar_quantized_embedding.py",
+    "trainer/layers/dpq_embedding.py",
+    "trainer/layers/mgqe_embedding.py",
+    "trainer/layers/mgqe_unshared.py",
+    "trainer/layers/vq_ops.py",
+    "trainer/training/fit.py",
+    "trainer/training/loop.py",
+    "trainer/training/losses.py",
+    "trainer/training/optimizers.py",
+    "trainer/data/samples.py",
+    "trainer/data/sequences.py",
+    "trainer/evaluation/metrics.py",
+    "trainer/evaluation/ranking.py",
+    "trainer/serving/tables.py",
+)
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def code_files(
+    root: str = REPO_ROOT, paths: tuple[str, ...] = CODE_PATHS
+) -> dict[str, str]:
+    """``path -> sha256[:12]`` of each file's bytes (``"missing"`` if absent)."""
+    out = {}
+    for rel in paths:
+        try:
+            with open(os.path.join(root, rel), "rb") as f:
+                out[rel] = hashlib.sha256(f.read()).hexdigest()[:12]
+        except FileNotFoundError:
+            out[rel] = "missing"
+    return out
+
+
+def code_fingerprint(files: dict[str, str] | None = None) -> str:
+    """12 hex digits over :func:`code_files` (the current code by default)."""
+    return _fingerprint(code_files() if files is None else files)
+
+
+def data_fingerprint(task: Any) -> str:
+    """12 hex digits over the content of a task's arrays (ids, splits, sizes)."""
+    h = hashlib.sha256()
+    for field in ("num_users", "num_items"):
+        h.update(str(int(getattr(task, field, 0) or 0)).encode())
+    for field in (
+        "train_items",
+        "train_offsets",
+        "valid",
+        "test",
+        "user_ids",
+        "item_ids",
+    ):
+        value = getattr(task, field, None)
+        if value is not None:
+            h.update(field.encode() + np.ascontiguousarray(value, np.int64).tobytes())
+    return h.hexdigest()[:12]
 
 
 def fingerprint(cfg: TrainerConfig, protocol: str, eval_every: int, data: Any) -> str:
-    """12 hex digits over the config, the protocol, the cadence and the data's sizes."""
-    shape = [int(getattr(data, f, 0) or 0) for f in ("num_users", "num_items")]
+    """12 hex digits over the config, the protocol, the cadence and the data's content.
+
+    The code is *not* in this key: a run from older code keeps its file name and is
+    found as stale (:attr:`StoredRun.stale`), not lost.
+    """
     key = {
         "format": FORMAT,
         "config": cfg.to_dict(),
         "protocol": protocol,
         "eval_every": eval_every,
-        "data": shape,
+        "data": data_fingerprint(data),
     }
     return _fingerprint(key)
 
 
+def _split(m: SplitMetrics | None) -> dict[str, Any] | None:
+    return None if m is None else {"hr": m.hr, "ndcg": m.ndcg, "users": m.num_users}
+
+
+def _unsplit(m: dict[str, Any] | None) -> SplitMetrics | None:
+    return None if m is None else SplitMetrics(m["hr"], m["ndcg"], m["users"])
+
+
 def result_to_dict(result: RankingResult) -> dict[str, Any]:
     """A JSON-ready dict that :func:`result_from_dict` turns back into the result."""
-
-    def split(m: SplitMetrics | None) -> dict[str, Any] | None:
-        return None if m is None else {"hr": m.hr, "ndcg": m.ndcg, "users": m.num_users}
-
     return {
         "model": result.model,
         "method": result.method,
         "seed": result.seed,
+        "protocol": result.protocol,
         "best_epoch": result.best_epoch,
-        "valid": split(result.valid),
-        "test": split(result.test),
+        "valid": _split(result.valid),
+        "test": _split(result.test),
+        "extra": {k: _split(v) for k, v in sorted(result.extra.items())},
         "size": {
             "table_bits": result.size.table_bits,
             "full_table_bits": result.size.full_table_bits,
@@ -65,8 +156,9 @@ def result_to_dict(result: RankingResult) -> dict[str, Any]:
                 "loss": h.loss,
                 "reg_loss": h.reg_loss,
                 "seconds": h.seconds,
-                "valid": split(h.valid),
-                "test": split(h.test),
+                "valid": _split(h.valid),
+                "test": _split(h.test),
+                "extra": {k: _split(v) for k, v in sorted(h.extra.items())},
             }
             for h in result.history
         ],
@@ -77,10 +169,6 @@ def result_to_dict(result: RankingResult) -> dict[str, Any]:
 
 def result_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RankingResult:
     """Inverse of :func:`result_to_dict`; a missing field raises ``ValueError``."""
-
-    def split(m: dict[str, Any] | None) -> SplitMetrics | None:
-        return None if m is None else SplitMetrics(m["hr"], m["ndcg"], m["users"])
-
     try:
         size = raw["size"]
         return RankingResult(
@@ -88,8 +176,8 @@ def result_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RankingResu
             method=raw["method"],
             seed=raw["seed"],
             best_epoch=raw["best_epoch"],
-            valid=split(raw["valid"]),
-            test=split(raw["test"]),
+            valid=_unsplit(raw["valid"]),
+            test=_unsplit(raw["test"]),
             size=ModelSize(
                 dict(size["table_bits"]),
                 dict(size["full_table_bits"]),
@@ -102,16 +190,41 @@ def result_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RankingResu
                     h["loss"],
                     h["reg_loss"],
                     h["seconds"],
-                    split(h["valid"]),
-                    split(h["test"]),
+                    _unsplit(h["valid"]),
+                    _unsplit(h["test"]),
+                    {k: _unsplit(v) for k, v in h.get("extra", {}).items()},
                 )
                 for h in raw["history"]
             ),
             train_seconds=raw["train_seconds"],
             config=TrainerConfig.from_dict(raw["config"], source),
+            protocol=raw.get("protocol", "full"),
+            extra={k: _unsplit(v) for k, v in raw.get("extra", {}).items()},
         )
-    except (KeyError, TypeError) as e:
+    except (KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{source}: not a stored ranking run ({e!r})") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredRun:
+    """A run read from the store, and whether the code that made it is the current."""
+
+    path: str
+    result: RankingResult
+    code: str
+    code_files: dict[str, str]
+    current_files: dict[str, str]
+
+    @property
+    def stale(self) -> bool:
+        """Made by other code than the current (:func:`code_fingerprint`)."""
+        return self.code != code_fingerprint(self.current_files)
+
+    @property
+    def changed_files(self) -> list[str]:
+        """The :data:`CODE_PATHS` whose content differs from the stored run's."""
+        paths = sorted(set(self.code_files) | set(self.current_files))
+        return [p for p in paths if self.code_files.get(p) != self.current_files.get(p)]
 
 
 class RunStore:
@@ -119,10 +232,16 @@ class RunStore:
 
     Args:
         root: The directory (created on the first save).
+        code_root: Repository root the :data:`CODE_PATHS` are read from.
     """
 
-    def __init__(self, root: str):
+    def __init__(self, root: str = DEFAULT_ROOT, code_root: str = REPO_ROOT):
         self.root = root
+        self.code_root = code_root
+
+    def current_code(self) -> dict[str, str]:
+        """:func:`code_files` of the current code."""
+        return code_files(self.code_root)
 
     def path(
         self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
@@ -130,10 +249,10 @@ class RunStore:
         key = fingerprint(cfg, protocol, every, data)
         return storage.join(self.root, f"{name}_seed{cfg.training.seed}_{key}.json")
 
-    def load(
+    def lookup(
         self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
-    ) -> RankingResult | None:
-        """The stored run with exactly these settings, or None."""
+    ) -> StoredRun | None:
+        """The stored run with exactly these settings (stale or not), or None."""
         path = self.path(name, cfg, protocol, every, data)
         if not storage.exists(path):
             return None
@@ -141,7 +260,23 @@ class RunStore:
             raw = json.loads(storage.read_text(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: corrupt stored run: {e}") from None
-        return result_from_dict(raw, path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("result"), dict):
+            raise ValueError(f"{path}: not a stored ranking run (no 'result')")
+        code = raw.get("code", {})
+        return StoredRun(
+            path,
+            result_from_dict(raw["result"], path),
+            str(code.get("fingerprint", "")),
+            dict(code.get("files", {})),
+            self.current_code(),
+        )
+
+    def load(
+        self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
+    ) -> RankingResult | None:
+        """The stored run with these settings made by the current code, or None."""
+        hit = self.lookup(name, cfg, protocol, every, data)
+        return None if hit is None or hit.stale else hit.result
 
     def save(
         self,
@@ -151,8 +286,27 @@ class RunStore:
         every: int,
         data: Any,
     ) -> str:
-        """Writes the run atomically through :mod:`trainer.contracts.storage`."""
+        """Writes the run (replacing a stale one) through :mod:`trainer.contracts.storage`.
+
+        The file records the settings, the data and code fingerprints, and the result
+        (per-epoch validation and test metrics of every protocol, the chosen epoch,
+        seconds, serving bits).
+        """
         path = self.path(name, result.config, protocol, every, data)
-        text = json.dumps(result_to_dict(result), indent=1, sort_keys=True)
-        storage.write_text(path, text)
+        files = self.current_code()
+        record = {
+            "format": FORMAT,
+            "name": name,
+            "seed": result.config.training.seed,
+            "protocol": protocol,
+            "eval_every": every,
+            "data": {
+                "fingerprint": data_fingerprint(data),
+                "num_users": int(getattr(data, "num_users", 0) or 0),
+                "num_items": int(getattr(data, "num_items", 0) or 0),
+            },
+            "code": {"fingerprint": code_fingerprint(files), "files": files},
+            "result": result_to_dict(result),
+        }
+        storage.write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
         return path

@@ -57,7 +57,6 @@ LONG_MODULES: dict[str, str] = {
     "write artifacts",
     "components/lib/registry.py": "the registry client: local store, decisions and "
     "the optional Vertex AI mirror",
-    "reproduce/ranking.py": "the ranking reproduction grid, its tables and CLI",
     "reproduce/hashing.py": "the hashing reproduction grid, its tables and CLI",
 }
 

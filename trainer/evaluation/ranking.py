@@ -3,14 +3,16 @@
 :class:`RankingEvaluator` ranks each user's held-out item of a split against **all**
 items minus the user's training items (and, at test, the validation item), or against
 sampled candidates: NCF's 99 never-interacted items (He et al. 2017, sec. 4.1) or
-SASRec's 100 items outside the training sequence (Kang & McAuley 2018, sec. IV-B).
+SASRec's 100 items outside the training sequence (Kang & McAuley 2018, sec. IV-B),
+or a fixed external list in NCF's ``test.negative`` format (:func:`trainer.evaluation.candidates.read_candidates`).
 Sampled candidates are drawn once (seeded) and reused every epoch. Ties count against
 the target.
 
 :func:`train_and_evaluate` trains with the one loop (:func:`trainer.training.fit.
 fit_ranking`), evaluates after every ``eval_every`` epochs from the loop's epoch hook,
-chooses the epoch on **validation** NDCG@10 and reports the test metrics of that epoch
-(MGQE, Kang et al. 2020, sec. 5.1). ``sq`` trains a full table and evaluates and sizes
+chooses the epoch on **validation** NDCG@10 of its protocol and reports the test metrics
+of that epoch (MGQE, Kang et al. 2020, sec. 5.1); the other protocols are evaluated from
+the same model at every evaluated epoch and reported at the chosen one (``extra``). ``sq`` trains a full table and evaluates and sizes
 its 8-bit post-training quantization.
 
 Example:
@@ -43,6 +45,22 @@ from trainer.serving.tables import ModelSize, model_size, serving_tables
 logger = logging.getLogger(__name__)
 
 PROTOCOLS = ("full", "sampled_ncf", "sampled_sasrec")
+#: What each protocol ranks the held-out item against (stated in every report).
+PROTOCOL_TEXT = {
+    "full": "full ranking: every item except the user's training items (and, at test, "
+    "the validation item)",
+    "sampled_ncf": "NCF's sampled protocol (He et al. 2017, sec. 4.1): the held-out "
+    "item among 99 distinct negatives drawn uniformly without replacement from the "
+    "items the user never interacted with (train, validation and test excluded), "
+    "numpy default_rng(training.seed), drawn once per split and reused every epoch",
+    "sampled_sasrec": "SASRec's sampled protocol (Kang & McAuley 2018, sec. IV-B, and "
+    "its code): the held-out item among 100 negatives drawn uniformly WITH "
+    "replacement from the items outside the user's training sequence (so the "
+    "validation or held-out item itself may be drawn, and a drawn copy ties against "
+    "it), numpy default_rng(training.seed), drawn once per split and reused every "
+    "epoch",
+    "external": "a fixed external candidate list (NCF's test.negative format)",
+}
 TOP_K = 10
 
 
@@ -69,6 +87,8 @@ class RankingEvaluator:
         protocol: One of :data:`PROTOCOLS`.
         seed: Seed of the sampled candidates.
         batch_size: Users scored per call.
+        candidates: ``(users, candidates)`` from :func:`trainer.evaluation.candidates.read_candidates` (protocol
+            ``"external"``): only these users, against exactly these items.
 
     Example:
         >>> ev = RankingEvaluator(task, "valid")        # doctest: +SKIP
@@ -82,21 +102,30 @@ class RankingEvaluator:
         protocol: str = "full",
         seed: int = 0,
         batch_size: int = 1024,
+        candidates: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         if split not in ("valid", "test"):
             raise ValueError(f"`split` must be 'valid' or 'test'. Received: {split!r}")
-        if protocol not in PROTOCOLS:
+        if protocol not in (*PROTOCOLS, "external"):
             raise ValueError(
                 f"`protocol` must be one of {PROTOCOLS}. Received: {protocol!r}"
             )
+        if (protocol == "external") != (candidates is not None):
+            raise ValueError("`candidates` are given exactly for protocol 'external'")
         self.task, self.split, self.protocol = task, split, protocol
         self.batch_size = batch_size
         target = task.valid if split == "valid" else task.test
         self.users = np.flatnonzero(target >= 0)
+        if candidates is not None:
+            self.users = np.asarray(candidates[0], np.int64)
         self.targets = target[self.users]
         self.histories = [task.train_sequence(int(u)) for u in self.users]
         self.extra = [[task.valid[u]] for u in self.users] if split == "test" else None
-        self.candidates = self._sample(np.random.default_rng(seed))
+        self.candidates = (
+            np.asarray(candidates[1], np.int64)
+            if candidates is not None
+            else self._sample(np.random.default_rng(seed))
+        )
         self._sequences: dict[int, np.ndarray] = {}
 
     def _sample(self, rng: np.random.Generator) -> np.ndarray | None:
@@ -175,6 +204,8 @@ class EpochLog:
     seconds: float
     valid: SplitMetrics | None = None
     test: SplitMetrics | None = None
+    #: The other protocols from the same model: ``"<protocol>/<split>"`` -> metrics.
+    extra: dict[str, SplitMetrics] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +213,9 @@ class RankingResult:
     """A trained run: the test metrics at the epoch with the best validation NDCG@10.
 
     ``train_seconds`` is the wall time of training plus the per-epoch evaluations;
-    ``config`` the run's full configuration.
+    ``config`` the run's full configuration; ``protocol`` the one that chose the epoch
+    and gave ``valid``/``test``; ``extra`` the other protocols at that epoch
+    (``"<protocol>/<split>"``, e.g. ``"sampled_ncf/test"``).
     """
 
     model: str
@@ -195,6 +228,8 @@ class RankingResult:
     history: tuple[EpochLog, ...]
     train_seconds: float
     config: TrainerConfig
+    protocol: str = "full"
+    extra: dict[str, SplitMetrics] = dataclasses.field(default_factory=dict)
 
     @property
     def size_percent(self) -> float:
@@ -210,6 +245,8 @@ def train_and_evaluate(
     on_epoch: Callable[[EpochLog], None] | None = None,
     jit_compile: bool | None = None,
     out_dir: str | None = None,
+    also: tuple[str, ...] | None = None,
+    candidates: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RankingResult:
     """Trains the configured backbone and reports test metrics at the best valid epoch.
 
@@ -225,6 +262,11 @@ def train_and_evaluate(
             :func:`trainer.training.fit.fit_ranking`).
         out_dir: Checkpoints of the loop; default a temporary directory, removed
             afterwards (the per-epoch history lives only in this call).
+        also: Further protocols evaluated from the same model at every evaluated
+            epoch (default: every other one of :data:`PROTOCOLS` that the data has
+            enough items for; a sampled one needs 99 or 100 negatives per user).
+        candidates: A fixed test candidate list (:func:`trainer.evaluation.candidates.read_candidates`), reported
+            as ``extra["external/test"]``.
 
     Returns:
         The :class:`RankingResult`.
@@ -239,6 +281,25 @@ def train_and_evaluate(
         s: RankingEvaluator(task, s, protocol, t.seed, t.eval_batch_size)
         for s in ("valid", "test")
     }
+    extra_evals = {}
+    for p in tuple(q for q in PROTOCOLS if q != protocol) if also is None else also:
+        for s in ("valid", "test"):
+            try:
+                extra_evals[f"{p}/{s}"] = RankingEvaluator(
+                    task, s, p, t.seed, t.eval_batch_size
+                )
+            except ValueError as e:  # too few items to sample (tiny data)
+                if also is not None:
+                    raise
+                logger.warning("%s: %s not evaluated: %s", cfg.name, p, e)
+    if candidates is not None:
+        extra_evals["external/test"] = RankingEvaluator(
+            task,
+            "test",
+            "external",
+            batch_size=t.eval_batch_size,
+            candidates=candidates,
+        )
     history: list[EpochLog] = []
 
     def evaluate_epoch(model: keras.Model, end: Any) -> None:
@@ -249,6 +310,7 @@ def train_and_evaluate(
                     log,
                     valid=evals["valid"].evaluate(model),
                     test=evals["test"].evaluate(model),
+                    extra={k: e.evaluate(model) for k, e in extra_evals.items()},
                 )
         history.append(log)
         logger.info("%s epoch %d: %s", cfg.name, end.epoch, log)
@@ -260,11 +322,15 @@ def train_and_evaluate(
         model, _ = fit_ranking(
             cfg, task, out_dir or tmp, on_epoch=evaluate_epoch, jit_compile=jit_compile
         )
-    return _result(cfg, model, history, time.perf_counter() - start)
+    return _result(cfg, model, history, time.perf_counter() - start, protocol)
 
 
 def _result(
-    cfg: TrainerConfig, model: keras.Model, history: list[EpochLog], seconds: float
+    cfg: TrainerConfig,
+    model: keras.Model,
+    history: list[EpochLog],
+    seconds: float,
+    protocol: str = "full",
 ) -> RankingResult:
     evaluated = [h for h in history if h.valid is not None]
     best = max(evaluated, key=lambda h: (h.valid.ndcg, h.valid.hr, -h.epoch))
@@ -279,4 +345,6 @@ def _result(
         history=tuple(history),
         train_seconds=seconds,
         config=cfg,
+        protocol=protocol,
+        extra=dict(best.extra),
     )
