@@ -2,9 +2,10 @@
 
 The dictionaries change every hour (values promoted into or evicted from the top-k), so
 tables indexed by dictionary row cannot be copied as they are. For every dictionary
-feature the previous and the new vocabulary files give, for each new row, the old row of
-the same value (the Beam job's old-row -> new-row remap, recomputed from the values so it
-is also right for dictionaries built without ``--previous``). Then:
+feature the new row of every old row comes from the Beam job's old-row -> new-row remap
+(``remap/<feature>.json``) when the new stats run continued from the previous model's
+artifact, and otherwise from matching the two vocabulary files by value (dictionaries
+built without ``--previous``). Then:
 
 * rows of retained values (and the OOV row) are copied, in the weights **and** in every
   optimizer slot (Adagrad/FTRL accumulators, Adam moments);
@@ -115,7 +116,8 @@ def warm_start(
     for (opt, fn), prev_opt in zip(groups, prev_opts, strict=True):
         for v in fn():
             opt_of[id(v)] = (opt, prev_opt)
-    mappings = _feature_mappings(spec, prev_dir, artifact_dir)
+    sourced = _feature_mappings(spec, prev_dir, artifact_dir)
+    mappings = {name: m for name, (m, _) in sourced.items()}
     report: dict[str, Any] = {"copied": 0, "remapped": 0, "skipped": [], "features": {}}
     for var in model.weights:
         old = prev_vars.get(var.path)
@@ -151,6 +153,7 @@ def warm_start(
             "kept": int((m >= 0).sum()),
             "promoted_from_hash": promoted,
             "fresh": int((m < 0).sum()) - promoted,
+            "rows_from": sourced[name][1],
         }
     logger.info("warm start from %s: %s", prev_dir, report["features"])
     return report
@@ -158,13 +161,36 @@ def warm_start(
 
 def _feature_mappings(
     spec: FeatureSpec, prev_dir: str, artifact_dir: str
-) -> dict[str, np.ndarray]:
+) -> dict[str, tuple[np.ndarray, str]]:
+    """Per dictionary feature, the old row of every new row (OOV row last) or -1, and
+    where that came from (``"remap"`` or ``"values"``).
+
+    When the new stats run continued from the previous model's artifact (``--previous``),
+    its ``remap/<feature>.json`` says it: the Beam job's own record of which rows moved.
+    Otherwise (a batch-mode dictionary, or a remap against another artifact) the rows
+    are matched by value, which the remap equals where both exist.
+    """
+    prev_artifacts = os.path.join(prev_dir, "artifacts")
     out = {}
     for f in spec.categorical:
         if f.uses_dictionary:
-            old = _vocab(os.path.join(prev_dir, "artifacts"), f.name)
-            out[f.name] = row_mapping(old, _vocab(artifact_dir, f.name))
+            old = artifacts_lib.load_feature_artifacts(prev_artifacts, f.name)
+            remap = _remap_from(artifact_dir, f.name, old.version)
+            if remap is not None and remap.old_size == len(old.values):
+                out[f.name] = (np.append(remap.gather_index(), remap.old_size), "remap")
+            else:
+                new = _vocab(artifact_dir, f.name)
+                out[f.name] = (row_mapping(old.values, new), "values")
     return out
+
+
+def _remap_from(artifact_dir: str, feature: str, previous_version: str) -> Any:
+    """The artifact's remap of ``feature`` if it continues ``previous_version``."""
+    try:
+        remap = artifacts_lib.load_remap(artifact_dir, feature)
+    except artifacts_lib.ArtifactError:  # a batch-mode run writes none
+        return None
+    return remap if remap.previous_version == previous_version else None
 
 
 def _feature_of(path: str, mappings: dict[str, np.ndarray]) -> str | None:

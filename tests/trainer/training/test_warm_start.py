@@ -377,5 +377,46 @@ def test_task_run_warm_starts_and_trains_the_next_hour(world):
         meta["warm_start"] == world["prev"] and meta["steps"] == 13
     )  # ceil(2 * 200 / 32)
     users = meta["warm_start_report"]["features"]["user_id"]
-    assert users == {"rows": 4, "kept": 3, "promoted_from_hash": 1, "fresh": 0}
+    assert users == {
+        "rows": 4,
+        "kept": 3,
+        "promoted_from_hash": 1,
+        "fresh": 0,
+        "rows_from": "remap",
+    }
     assert os.path.isfile(os.path.join(out, task.MODEL_FILE))
+
+
+def test_rows_come_from_the_remap_of_a_continuous_run_and_by_value_otherwise(
+    warmed,
+):
+    name, _, _, report = warmed
+    sources = {f: r["rows_from"] for f, r in report["features"].items()}
+    # stats1 continued from the previous model's artifact (--previous): its remap
+    # files are used; batch1 was built without one, so rows are matched by value.
+    expected = "remap" if name == "stats1" else "values"
+    assert sources and set(sources.values()) == {expected}, sources
+
+
+def test_warm_start_follows_the_remap_file(world, tmp_path, previous):
+    """A remap that says otherwise than the values is what warm start follows."""
+    import json
+    import shutil
+
+    stats = str(tmp_path / "stats1")
+    shutil.copytree(world["stats1"], stats)
+    path = os.path.join(stats, "remap", "item_id.json")
+    with open(path) as f:
+        raw = json.load(f)
+    assert len(raw["new_rows"]) >= 2
+    raw["new_rows"][0], raw["new_rows"][1] = raw["new_rows"][1], raw["new_rows"][0]
+    with open(path, "w") as f:
+        json.dump(raw, f)
+    model, _, report = _warm(world, stats)
+    assert report["features"]["item_id"]["rows_from"] == "remap"
+    prev, _ = previous
+    new_w = model.deep_embeddings["item_id"].embeddings.numpy()
+    old_w = prev.deep_embeddings["item_id"].embeddings.numpy()
+    o0, o1 = raw["old_rows"][0], raw["old_rows"][1]
+    np.testing.assert_array_equal(new_w[raw["new_rows"][0]], old_w[o0])
+    np.testing.assert_array_equal(new_w[raw["new_rows"][1]], old_w[o1])
