@@ -305,19 +305,10 @@ def load_spec(path: str, flag: str = "--spec") -> FeatureSpec:
 
 
 def check_out_dir(out: str, flag: str = "--out") -> None:
-    """Rejects an output path that is (or lies below) an existing file."""
-    if storage.is_gcs(out):
-        return
-    path = os.path.abspath(out)
-    while path and not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
-    if not os.path.isdir(path):
-        raise UsageError(f"{flag} {out}: {path} is a file, not a directory")
-    if not os.access(path, os.W_OK):
-        raise UsageError(f"{flag} {out}: {path} is not writable")
+    """Rejects an output path that is (or lies below) a file, or is not writable."""
+    problem = storage.local_dir_problem(out)
+    if problem:
+        raise UsageError(f"{flag} {out}: {problem}")
 
 
 def check_readable_root(root: str, flag: str) -> None:

@@ -173,7 +173,9 @@ def _compile(args: argparse.Namespace) -> int:
 
     from pipeline.hourly import hourly_training
 
-    _check_dir("--out", os.path.dirname(os.path.abspath(args.out)))
+    parent = os.path.dirname(os.path.abspath(args.out))
+    _check_dir("--out", parent)
+    os.makedirs(parent, exist_ok=True)
     compiler.Compiler().compile(hourly_training, args.out)
     print(f"compiled hourly_training -> {args.out}")
     return 0
@@ -265,19 +267,12 @@ def _check_local_io(args: argparse.Namespace) -> None:
 
 
 def _check_dir(flag: str, path: str) -> None:
-    """``path`` is (or can be made) a writable local directory; gs:// passes."""
+    """``path`` is (or can become) a writable local directory; gs:// passes."""
     from trainer.contracts import storage
 
-    if storage.is_gcs(path):
-        return
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise ValueError(f"{flag} {path}: exists and is not a directory")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"{flag} {path}: cannot create it ({e.strerror})") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: not writable")
+    problem = storage.local_dir_problem(path)
+    if problem:
+        raise ValueError(f"{flag} {path}: {problem}")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -71,14 +71,7 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def _check_out(out: str) -> None:
-    """``out`` is (or can be made) a local directory; gs:// passes."""
-    if storage.is_gcs(out):
-        return
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out}: exists and is not a directory")
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot create it ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: not writable")
+    """``out`` is (or can become) a writable local directory; gs:// passes."""
+    problem = storage.local_dir_problem(out)
+    if problem:
+        raise ConfigError(f"--out {out}: {problem}")

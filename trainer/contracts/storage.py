@@ -45,6 +45,27 @@ def is_gcs(uri: str) -> bool:
     return uri.startswith(GCS_SCHEME)
 
 
+def local_dir_problem(path: str) -> str | None:
+    """Why ``path`` cannot become a writable local directory, or None (gs:// passes).
+
+    Checked before any expensive work by every CLI that writes an output directory.
+    Nothing is created: the nearest existing ancestor must be a writable directory.
+    """
+    if is_gcs(path):
+        return None
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            return None
+        existing = parent
+    if not os.path.isdir(existing):
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
 def join(base: str, *parts: str) -> str:
     """Joins path parts with '/' for gs:// and os.path.join locally."""
     if is_gcs(base):

@@ -151,3 +151,16 @@ def test_join_and_is_gcs() -> None:
     assert storage.join("gs://b/p", "x", "y") == "gs://b/p/x/y"
     assert storage.join("/tmp/a", "x") == os.path.join("/tmp/a", "x")
     assert storage.is_gcs("gs://b") and not storage.is_gcs("/gs://b")
+
+
+def test_local_dir_problem_names_the_file_in_the_way_and_creates_nothing(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    fresh = tmp_path / "new" / "deeper"
+    assert storage.local_dir_problem(str(fresh)) is None
+    assert not (tmp_path / "new").exists()  # checked, not created
+    assert storage.local_dir_problem(str(tmp_path)) is None
+    assert storage.local_dir_problem("gs://bucket/any/where") is None
+    for path in (a_file, a_file / "below"):
+        problem = storage.local_dir_problem(str(path))
+        assert problem == f"{a_file} is a file, not a directory"
