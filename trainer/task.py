@@ -94,11 +94,9 @@ def run(
         "artifacts": artifacts,
         "warm_start": warm_start,
     }
-    _claim_out_dir(out, request)
-    done = storage.join(out, METADATA_FILE)
-    if storage.exists(done):
-        logger.info("%s already trained; returning its metadata", out)
-        return json.loads(storage.read_text(done))
+    finished = _claim(out, request)
+    if finished is not None:
+        return finished
     # Before any TF op: MultiWorkerMirroredStrategy must configure collectives first.
     strategy = train_loop.make_strategy()
     tf.keras.utils.set_random_seed(config.training.seed)
@@ -155,7 +153,10 @@ def run(
         "warm_start": warm_start,
         "warm_start_report": warm_report,
     }
-    storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
+    storage.write_text(
+        storage.join(out, METADATA_FILE),
+        json.dumps(meta, indent=1, sort_keys=True, default=str),
+    )
     return meta
 
 
@@ -174,11 +175,9 @@ def _run_ranking(
     from trainer.training.fit import fit_ranking
 
     request = {"config": config.to_dict(), "train": interactions}
-    _claim_out_dir(out, request)
-    done = storage.join(out, METADATA_FILE)
-    if storage.exists(done):
-        logger.info("%s already trained; returning its metadata", out)
-        return json.loads(storage.read_text(done))
+    finished = _claim(out, request)
+    if finished is not None:
+        return finished
     strategy = train_loop.make_strategy()
     task = prepare_task(load_sasrec(interactions))
     _set_precision(config.training.mixed_precision)
@@ -201,7 +200,10 @@ def _run_ranking(
         "serving_bits": int(size.serving_bits),
         "size_percent": size.percent,
     }
-    storage.write_text(done, json.dumps(meta, indent=1, sort_keys=True, default=str))
+    storage.write_text(
+        storage.join(out, METADATA_FILE),
+        json.dumps(meta, indent=1, sort_keys=True, default=str),
+    )
     return meta
 
 
@@ -217,6 +219,16 @@ def _write_ids(out: str, task: Any, config: TrainerConfig) -> None:
     buf = io.BytesIO()
     np.savez(buf, **id_arrays(task, config.model.maxlen if sasrec else None))
     storage.write_bytes(storage.join(out, IDS_FILE), buf.getvalue())
+
+
+def _claim(out: str, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Claims ``out`` for ``request``; the metadata of a run it already finished."""
+    _claim_out_dir(out, request)
+    done = storage.join(out, METADATA_FILE)
+    if not storage.exists(done):
+        return None
+    logger.info("%s already trained; returning its metadata", out)
+    return json.loads(storage.read_text(done))
 
 
 def _claim_out_dir(out: str, request: dict[str, Any]) -> None:
