@@ -146,6 +146,10 @@ def other_protocols_table(runs: Sequence[Any], model: str) -> list[str]:
                 f"{paper[0]:.2f} / {paper[1]:.2f}" if paper else "-",
             ]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    sources = [n for n in names if (model, n) in PAPER_SAMPLED and n in PAPER_SOURCE]
+    sources += ["full"] if "full" in names else []
+    if sources:
+        lines += ["", *(f"Paper `{n}` column: {PAPER_SOURCE[n]}." for n in sources)]
     return lines
 
 
