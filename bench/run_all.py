@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name (= the file bench/NAME.py) -> (default args, --quick args). The quick sizes are
 # the smallest that still exercise every measured path: the smoke test in
-# tests/bench/test_smoke.py runs them all (about two minutes on 2 cores). ``{out}`` is
+# tests/bench/test_smoke.py runs them all (a few minutes on 2 cores). ``{out}`` is
 # replaced by --out.
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "synthetic": ([], ["--events", "20000"]),

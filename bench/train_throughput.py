@@ -17,6 +17,9 @@ round-robin ``--repeats`` times and the best run of each is kept (the machine is
 shared), with every run's figure listed. If the ranking backbones exist
 (``trainer.evaluation.ranking``, ``trainer.models.gmf``), one GMF epoch on ML-1M
 (``specs/experiments/gmf_full.yaml``) is timed as well, else skipped with a message.
+``--profile DIR`` adds one traced run per variant after the timed ones (the whole
+``task.run``, input pipeline included) and reports its top ops by self time per step
+(``ranking_steps.summarize_trace``) under ``profile``.
 
 Usage::
 
@@ -65,6 +68,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.path.join(REPO, "..", "shared", "data", "ml-1m", "ml-1m.txt"),
     )
     p.add_argument("--no-gmf", action="store_true", help="skip the GMF epoch")
+    p.add_argument(
+        "--profile",
+        default="",
+        metavar="DIR",
+        help="trace each variant's first run under DIR; top ops by self time",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)  # JSON job of one subprocess
     return p.parse_args(argv)
 
@@ -87,6 +96,10 @@ def _train_child(job: dict[str, Any]) -> dict[str, Any]:
     def progress(line: str) -> None:
         marks.append((int(line.split()[1].split("/")[0]), time.perf_counter()))
 
+    if job.get("profile"):
+        import tensorflow as tf
+
+        tf.profiler.experimental.start(job["profile"])
     t0 = time.perf_counter()
     meta = task.run(
         config,
@@ -97,6 +110,12 @@ def _train_child(job: dict[str, Any]) -> dict[str, Any]:
         progress=progress,
     )
     wall = time.perf_counter() - t0
+    profile = None
+    if job.get("profile"):
+        from ranking_steps import summarize_trace  # bench/ leads sys.path
+
+        tf.profiler.experimental.stop()
+        profile = summarize_trace(job["profile"], 8, meta["steps"])
     warm = [(s, t) for s, t in marks if s >= job["warmup_steps"]]
     (s0, t_0), (s1, t_1) = warm[0], warm[-1]
     return {
@@ -106,6 +125,7 @@ def _train_child(job: dict[str, Any]) -> dict[str, Any]:
         "task_seconds": wall,
         "serving_bits": meta["serving_bits"],
         "peak_rss_mb": _peak_rss_mb(),
+        **({"profile": profile} if profile else {}),
     }
 
 
@@ -233,6 +253,7 @@ def _job(
         "stats": prep["stats"][name],
         "out": out,
         "warmup_steps": args.warmup_steps,
+        "profile": "",
     }
 
 
@@ -261,6 +282,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for name in names:
             runs[name].append(_spawn(_job(args, prep, name, result)))
             print(f"{name} #{repeat}: {json.dumps(runs[name][-1])}", flush=True)
+    if args.profile:  # one more run per variant, traced, not among the timed ones
+        result["profile"] = {}
+        for name in names:
+            job = {**_job(args, prep, name, result), "kind": "train"}
+            job["profile"] = os.path.join(os.path.abspath(args.profile), name)
+            result["profile"][name] = _spawn(job)["profile"]
     for name, figures in runs.items():
         best = max(figures, key=lambda f: f["examples_per_s"])
         result["variants"][name] = {
