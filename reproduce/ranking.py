@@ -36,17 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from reproduce.ranking_report import (  # noqa: F401  (re-exported)
-    INTRO,
-    PAPER,
-    PAPER_SAMPLED,
-    PAPER_SOURCE,
-    paper_numbers,
-    plot_results,
-    protocol_note,
-    results_table,
-    write_results,
-)
+from reproduce.ranking_report import PAPER, epoch_line, write_results  # noqa: F401
 
 MODELS = ("gmf", "neumf", "sasrec")
 METHODS = ("full", "lrf", "sq", "dpq", "mgqe", "mgqe_compact")
@@ -90,6 +80,7 @@ def run_grid(
     store: Any = None,
     on_run: Callable[[list[Run]], None] | None = None,
     rerun_stale: bool = False,
+    candidates_file: str | None = None,
 ) -> list[Run]:
     """Trains and evaluates every model x method x seed.
 
@@ -109,6 +100,9 @@ def run_grid(
             an interrupted grid still leaves its finished part written).
         rerun_stale: Retrain stored runs made by other code (default: keep them,
             marked ``stale``).
+        candidates_file: A fixed test candidate list in NCF's ``test.negative``
+            format, reported as protocol ``external``
+            (:func:`trainer.evaluation.candidates.read_candidates`).
 
     Returns:
         The runs, in grid order (stale ones with ``stale=True``).
@@ -119,6 +113,14 @@ def run_grid(
 
     task = data if isinstance(data, RankingTask) else prepare_task(data)
     say = progress or (lambda line: None)
+    fixed, fixed_key = None, None
+    if candidates_file is not None:
+        from trainer.contracts import storage
+        from trainer.contracts.fingerprint import fingerprint
+        from trainer.evaluation.candidates import read_candidates
+
+        fixed = read_candidates(candidates_file, task)
+        fixed_key = fingerprint(storage.read_text(candidates_file))
     runs = []
     for model in models:
         for method in methods:
@@ -128,7 +130,11 @@ def run_grid(
                 tag = f"{model}/{method} seed {seed}"
                 every = eval_every or EVAL_EVERY[model]
                 name = f"{model}_{method}"
-                hit = store.lookup(name, cfg, protocol, every, task) if store else None
+                hit = (
+                    store.lookup(name, cfg, protocol, every, task, fixed_key)
+                    if store
+                    else None
+                )
                 if hit is not None and hit.stale and not rerun_stale:
                     say(f"{tag}: STALE {hit.path} ({', '.join(hit.changed_files)})")
                     runs.append(
@@ -153,11 +159,12 @@ def run_grid(
                         protocol,
                         every,
                         on_epoch=lambda log, tag=tag, n=cfg.training.epochs: say(
-                            _epoch_line(tag, n, log)
+                            epoch_line(tag, n, log)
                         ),
+                        candidates=fixed,
                     )
                     if store is not None:
-                        store.save(name, result, protocol, every, task)
+                        store.save(name, result, protocol, every, task, fixed_key)
                 else:
                     tag += " (stored)"
                 say(
@@ -169,18 +176,6 @@ def run_grid(
                 if on_run is not None:
                     on_run(runs)
     return runs
-
-
-def _epoch_line(tag: str, epochs: int, log: Any) -> str:
-    line = f"{tag} epoch {log.epoch}/{epochs}: loss {log.loss:.4f}"
-    if log.reg_loss:
-        line += f" reg {log.reg_loss:.2e}"
-    if log.valid is not None:
-        line += (
-            f" | valid HR@10 {log.valid.hr:.2f} NDCG@10 {log.valid.ndcg:.2f}"
-            f" | test HR@10 {log.test.hr:.2f} NDCG@10 {log.test.ndcg:.2f}"
-        )
-    return f"{line} ({log.seconds:.0f} s)"
 
 
 #: ``--out`` default: under the gitignored ``runs/``, never a committed doc.
@@ -265,6 +260,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the protocol that chooses the epoch and fills the main tables (the "
         "other two are reported from the same models)",
     )
+    p.add_argument(
+        "--candidates",
+        default=None,
+        metavar="FILE",
+        help="also rank each listed user's test item against a fixed list in NCF's "
+        "test.negative format ('(user,item)' then the negatives, raw ids), reported as "
+        "protocol 'external'",
+    )
     p.add_argument("--specs-dir", default="specs/experiments")
     p.add_argument(
         "--results-dir",
@@ -286,7 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     from reproduce.run_store import DEFAULT_ROOT, RunStore
     from trainer.config import load_config
+    from trainer.data.samples import prepare_task
     from trainer.data.sequences import load_sasrec
+    from trainer.evaluation.candidates import read_candidates
 
     quick = QUICK if args.quick else {}
     models = args.models.split(",") if args.models else quick.get("models", MODELS)
@@ -322,7 +327,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data = load_sasrec(path)
+    seq = load_sasrec(path)
+    data = prepare_task(seq)
+    try:  # a bad candidate file fails here, before any training
+        _ = args.candidates and read_candidates(args.candidates, data)
+    except (ValueError, OSError) as e:
+        print(f"error: --candidates {e}", file=sys.stderr)
+        return 2
     results_dir = args.results_dir or (QUICK_RESULTS if args.quick else DEFAULT_ROOT)
     command = "python -m reproduce.ranking " + shlex.join(
         list(argv if argv is not None else sys.argv[1:])
@@ -335,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     notes = [
         f"Data: `{path}` ({data.num_users} users, {data.num_items} items, "
-        f"{data.num_actions} actions), leave-last-two-out.",
+        f"{seq.num_actions} actions), leave-last-two-out.",
         f"Seeds: {seeds}; selection protocol: {args.protocol}; overrides: "
         f"{overrides or 'none'}.",
         f"Runs: `{results_dir}` (JSON per run; the report is regenerated from them).",
@@ -368,6 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         store=None if results_dir == "none" else RunStore(results_dir),
         on_run=write,
         rerun_stale=args.rerun_stale,
+        candidates_file=args.candidates,
     )
     png = write(runs)
     stale = sum(r.stale for r in runs)

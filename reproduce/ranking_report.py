@@ -89,6 +89,19 @@ def paper_numbers(
     return PAPER_SAMPLED.get((model, protocol), {}).get(method)
 
 
+def epoch_line(tag: str, epochs: int, log: Any) -> str:
+    """One progress line of an epoch (loss, and metrics when evaluated)."""
+    line = f"{tag} epoch {log.epoch}/{epochs}: loss {log.loss:.4f}"
+    if log.reg_loss:
+        line += f" reg {log.reg_loss:.2e}"
+    if log.valid is not None:
+        line += (
+            f" | valid HR@10 {log.valid.hr:.2f} NDCG@10 {log.valid.ndcg:.2f}"
+            f" | test HR@10 {log.test.hr:.2f} NDCG@10 {log.test.ndcg:.2f}"
+        )
+    return f"{line} ({log.seconds:.0f} s)"
+
+
 def _mean_std(values: Sequence[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"

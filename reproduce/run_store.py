@@ -109,8 +109,15 @@ def data_fingerprint(task: Any) -> str:
     return h.hexdigest()[:12]
 
 
-def fingerprint(cfg: TrainerConfig, protocol: str, eval_every: int, data: Any) -> str:
-    """12 hex digits over the config, the protocol, the cadence and the data's content.
+def fingerprint(
+    cfg: TrainerConfig,
+    protocol: str,
+    eval_every: int,
+    data: Any,
+    candidates: str | None = None,
+) -> str:
+    """12 hex digits over the config, the protocol, the cadence and the data's content
+    (and the content fingerprint of an external candidate file, if one is evaluated).
 
     The code is *not* in this key: a run from older code keeps its file name and is
     found as stale (:attr:`StoredRun.stale`), not lost.
@@ -122,6 +129,8 @@ def fingerprint(cfg: TrainerConfig, protocol: str, eval_every: int, data: Any) -
         "eval_every": eval_every,
         "data": data_fingerprint(data),
     }
+    if candidates is not None:
+        key["candidates"] = candidates
     return _fingerprint(key)
 
 
@@ -244,16 +253,28 @@ class RunStore:
         return code_files(self.code_root)
 
     def path(
-        self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
+        self,
+        name: str,
+        cfg: TrainerConfig,
+        protocol: str,
+        every: int,
+        data: Any,
+        candidates: str | None = None,
     ) -> str:
-        key = fingerprint(cfg, protocol, every, data)
+        key = fingerprint(cfg, protocol, every, data, candidates)
         return storage.join(self.root, f"{name}_seed{cfg.training.seed}_{key}.json")
 
     def lookup(
-        self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
+        self,
+        name: str,
+        cfg: TrainerConfig,
+        protocol: str,
+        every: int,
+        data: Any,
+        candidates: str | None = None,
     ) -> StoredRun | None:
         """The stored run with exactly these settings (stale or not), or None."""
-        path = self.path(name, cfg, protocol, every, data)
+        path = self.path(name, cfg, protocol, every, data, candidates)
         if not storage.exists(path):
             return None
         try:
@@ -272,10 +293,16 @@ class RunStore:
         )
 
     def load(
-        self, name: str, cfg: TrainerConfig, protocol: str, every: int, data: Any
+        self,
+        name: str,
+        cfg: TrainerConfig,
+        protocol: str,
+        every: int,
+        data: Any,
+        candidates: str | None = None,
     ) -> RankingResult | None:
         """The stored run with these settings made by the current code, or None."""
-        hit = self.lookup(name, cfg, protocol, every, data)
+        hit = self.lookup(name, cfg, protocol, every, data, candidates)
         return None if hit is None or hit.stale else hit.result
 
     def save(
@@ -285,6 +312,7 @@ class RunStore:
         protocol: str,
         every: int,
         data: Any,
+        candidates: str | None = None,
     ) -> str:
         """Writes the run (replacing a stale one) through :mod:`trainer.contracts.storage`.
 
@@ -292,7 +320,7 @@ class RunStore:
         (per-epoch validation and test metrics of every protocol, the chosen epoch,
         seconds, serving bits).
         """
-        path = self.path(name, result.config, protocol, every, data)
+        path = self.path(name, result.config, protocol, every, data, candidates)
         files = self.current_code()
         record = {
             "format": FORMAT,
@@ -300,6 +328,7 @@ class RunStore:
             "seed": result.config.training.seed,
             "protocol": protocol,
             "eval_every": every,
+            "candidates": candidates,
             "data": {
                 "fingerprint": data_fingerprint(data),
                 "num_users": int(getattr(data, "num_users", 0) or 0),

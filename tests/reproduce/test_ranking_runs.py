@@ -167,12 +167,12 @@ def test_sampled_protocols_are_deterministic_for_a_seed():
     assert 0.0 <= ncf.ndcg <= ncf.hr <= 100.0 and ncf.num_users == 40
 
 
-def test_external_candidate_file_in_ncf_format(tmp_path):
-    task = prepare_task(from_pairs(*planted_pairs(num_users=12, num_items=160)))
+def _ncf_lines(task, rows) -> tuple[list[str], list[list[int]]]:
+    """``test.negative`` lines (raw ids) for task rows ``rows``, and their candidates."""
     raw_user = {r: int(u) for r, u in enumerate(task.user_ids)}
     raw_item = {r: int(i) for r, i in enumerate(task.item_ids)}
     lines, expected = [], []
-    for row in (3, 0, 7):  # three users, in an order of the file's own
+    for row in rows:
         history = set(task.train_sequence(row).tolist()) | {int(task.test[row])}
         negs = [i for i in range(task.num_items) if i not in history][:5]
         lines.append(
@@ -180,6 +180,14 @@ def test_external_candidate_file_in_ncf_format(tmp_path):
             + "\t".join(str(raw_item[i]) for i in negs)
         )
         expected.append([int(task.test[row]), *negs])
+    return lines, expected
+
+
+def test_external_candidate_file_in_ncf_format(tmp_path):
+    task = prepare_task(from_pairs(*planted_pairs(num_users=12, num_items=160)))
+    raw_user = {r: int(u) for r, u in enumerate(task.user_ids)}
+    raw_item = {r: int(i) for r, i in enumerate(task.item_ids)}
+    lines, expected = _ncf_lines(task, (3, 0, 7))  # the file's own user order
     path = tmp_path / "ml-1m.test.negative"
     path.write_text("\n".join(lines) + "\n")
     users, cands = candidates.read_candidates(str(path), task)
@@ -250,3 +258,31 @@ def test_sampled_protocol_report_shows_only_that_protocols_paper_numbers(
     assert reproduce.main(argv) == 0
     text = (root / "R.md").read_text()
     assert "**Protocol** (`full`)" in text and "| 7.79 | 3.88 | 100.00 |" in text
+
+
+def test_cli_reports_an_external_candidate_file(tmp_path, capsys):
+    from trainer.data.sequences import load_sasrec
+
+    root = _write_data(tmp_path)
+    task = prepare_task(load_sasrec(str(root / "ml-1m.txt")))
+    lines, _ = _ncf_lines(task, range(10))
+    negative = root / "ml-1m.test.negative"
+    negative.write_text("\n".join(lines) + "\n")
+    argv = _argv(root, "--methods", "full", "--seeds", "1")
+    assert reproduce.main([*argv, "--candidates", str(negative)]) == 0
+    capsys.readouterr()
+    text = (root / "R.md").read_text()
+    assert "external HR@10" in text and "test.negative format" in text
+    (path,) = (root / "runs").glob("gmf_full_seed0_*.json")
+    record = json.loads(path.read_text())
+    assert (
+        record["candidates"]
+        and record["result"]["extra"]["external/test"]["users"] == 10
+    )
+    # Without the file it is another run (another key): it trains.
+    assert reproduce.main(argv) == 0
+    assert _trained(capsys.readouterr().out) == ["gmf/full seed 0"]
+    negative.write_text("(1,2)\tx\n")
+    assert reproduce.main([*argv, "--candidates", str(negative)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --candidates") and "ml-1m.test.negative:1" in err
