@@ -17,8 +17,9 @@ tables) until ``--rerun-stale`` retrains them. ``--out`` defaults under ``runs/`
 Usage::
 
     python -m reproduce.ranking --data-dir ../shared/data --models gmf --seeds 3
-    python -m reproduce.ranking --data-dir ../shared/data --models sasrec \
-        --set model.maxlen=200 --set model.embedding.dim=50 --protocol sampled_sasrec
+    python -m reproduce.ranking --data-dir ../shared/data --models sasrec \\
+        --methods full,mgqe --set model.maxlen=200 --set model.embedding.dim=50 \\
+        --set model.embedding.num_subspaces=50 --protocol sampled_sasrec
 
 Example:
     >>> main(["--quick", "--data-dir", "data"])  # doctest: +SKIP
