@@ -196,25 +196,11 @@ def _data_file(data_dir: str) -> str:
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
-    """``["model.maxlen=200", ...]`` -> dotted overrides (YAML values), as
-    ``python -m trainer.task --set`` reads them; ``ValueError`` names a bad item."""
-    import yaml
+    """``["model.maxlen=200", ...]`` -> dotted overrides of the model, training and
+    optimizer sections, read as ``python -m trainer.task --set`` reads them."""
+    from trainer.config import parse_overrides
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        if key.split(".")[0] not in ("model", "training", "optimizer"):
-            raise ValueError(
-                f"--set {item!r}: only model.*, training.* and optimizer.* fields"
-            )
-        try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or "not valid YAML"
-            raise ValueError(f"--set {item!r}: VALUE is not YAML ({problem})") from None
-    return out
+    return parse_overrides(items, ("model", "training", "optimizer"))
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

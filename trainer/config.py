@@ -13,8 +13,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import yaml
 
 from trainer.contracts import typed_config
 from trainer.contracts.features import EMBEDDING_KINDS, check_non_increasing
@@ -173,6 +175,36 @@ class TrainerConfig:
 
     def replace(self, **sections: Any) -> TrainerConfig:
         return dataclasses.replace(self, **sections)
+
+
+def parse_overrides(
+    items: Sequence[str], sections: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items -> dotted overrides for :func:`load_config`.
+
+    Args:
+        items: ``["training.max_steps=10", ...]``; each VALUE is read as YAML.
+        sections: If given, the only top-level sections a KEY may name.
+
+    Raises:
+        ConfigError: naming the bad item (no ``=``, another section, not YAML).
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        if sections is not None and key.split(".")[0] not in sections:
+            allowed = ", ".join(f"{s}.*" for s in sections)
+            raise ConfigError(f"--set {item!r}: only {allowed} fields")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            problem = getattr(e, "problem", None) or "not valid YAML"
+            raise ConfigError(
+                f"--set {item!r}: VALUE is not YAML ({problem})"
+            ) from None
+    return out
 
 
 def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> TrainerConfig:

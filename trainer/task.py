@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trainer import task_flags
-from trainer.config import ConfigError, TrainerConfig, load_config
+from trainer.config import ConfigError, TrainerConfig, load_config, parse_overrides
 from trainer.contracts import fingerprint, storage
 from trainer.contracts.features import load_feature_spec
 
@@ -348,8 +348,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import yaml
-
     from trainer.contracts import redact
 
     redact.install()  # no credential in any log line or traceback
@@ -357,20 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"error: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
-            return 2
-        try:
-            overrides[key] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            problem = getattr(e, "problem", None) or "not valid YAML"
-            print(
-                f"error: --set {item!r}: VALUE is not YAML ({problem})", file=sys.stderr
-            )
-            return 2
+    try:
+        overrides = parse_overrides(args.set)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.spec, overrides)
         train = task_flags.check_inputs(config, args)
