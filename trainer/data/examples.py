@@ -134,8 +134,22 @@ def make_dataset(
     order = np.concatenate(parts) if parts else np.arange(0)
     feats = {k: v[order] for k, v in examples.items() if k != label_key}
     labels = examples[label_key][order]
-    ds = tf.data.Dataset.from_tensor_slices((feats, labels))
-    return ds.batch(batch_size).prefetch(2)
+    # Slice whole batches in NumPy: one dataset element per batch, instead of
+    # from_tensor_slices(...).batch(), which assembles every batch row by row (that
+    # made wide-and-deep training input-bound). Same batches, same order.
+    full = len(order) // batch_size * batch_size
+
+    def batches(lo: int, hi: int, size: int) -> tf.data.Dataset:
+        f = {k: v[lo:hi].reshape((-1, size) + v.shape[1:]) for k, v in feats.items()}
+        return tf.data.Dataset.from_tensor_slices((f, labels[lo:hi].reshape(-1, size)))
+
+    # The last, partial batch (none when ``rest`` is 0); concatenating it also leaves
+    # the batch dimension unknown, as .batch() does.
+    rest = len(order) - full
+    ds = batches(0, full, batch_size).concatenate(
+        batches(full, len(order), max(rest, 1))
+    )
+    return ds.prefetch(2)
 
 
 def num_batches(
