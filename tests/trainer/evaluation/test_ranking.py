@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.trainer.models import planted_pairs
+from tests.trainer.models import planted_pairs, tiny_ranking_config
 from trainer.config import TrainerConfig
 from trainer.data import samples as ranking_samples
 from trainer.data.sequences import from_pairs
@@ -22,24 +22,7 @@ def task() -> ranking_samples.RankingTask:
 
 
 def _cfg(name="gmf", kind="full", **training) -> TrainerConfig:
-    return TrainerConfig.from_dict(
-        {
-            "name": f"{name}_{kind}",
-            "model": {
-                "name": name,
-                "hidden_units": [8, 4],
-                "maxlen": 8,
-                "embedding": {
-                    "kind": kind,
-                    "dim": 8,
-                    "num_subspaces": 4,
-                    "num_centroids": [16, 4] if kind == "mgqe" else [16],
-                },
-            },
-            "optimizer": {"name": "adam", "learning_rate": 0.01},
-            "training": {"epochs": 2, "batch_size": 64, "seed": 0, **training},
-        }
-    )
+    return tiny_ranking_config(name, kind, **training)
 
 
 def _constant_item_scores(task: ranking_samples.RankingTask, scores: np.ndarray) -> GMF:

@@ -25,3 +25,37 @@ def planted_pairs(
         users += [u] * per_user
         items += rng.choice(pool, size=per_user, replace=False).tolist()
     return np.asarray(users), np.asarray(items)
+
+
+def tiny_ranking_config(
+    name: str = "gmf",
+    kind: str = "full",
+    model: dict | None = None,
+    **training,
+):
+    """A tiny TrainerConfig of a ranking backbone (d = 8, D = 4, K = 16 / [16, 4]).
+
+    ``model`` entries are merged into the model section; ``training`` keywords
+    override its defaults (2 epochs, batch 64, seed 0).
+    """
+    from trainer.config import TrainerConfig
+
+    return TrainerConfig.from_dict(
+        {
+            "name": f"{name}_{kind}",
+            "model": {
+                "name": name,
+                "hidden_units": [8, 4],
+                "maxlen": 8,
+                "embedding": {
+                    "kind": kind,
+                    "dim": 8,
+                    "num_subspaces": 4,
+                    "num_centroids": [16, 4] if kind == "mgqe" else [16],
+                },
+                **(model or {}),
+            },
+            "optimizer": {"name": "adam", "learning_rate": 0.01},
+            "training": {"epochs": 2, "batch_size": 64, "seed": 0, **training},
+        }
+    )

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.trainer.models import planted_pairs
+from tests.trainer.models import planted_pairs, tiny_ranking_config
 from trainer.config import TrainerConfig
 from trainer.data import samples as ranking_samples
 from trainer.data.sequences import from_pairs
@@ -42,31 +42,11 @@ def task() -> ranking_samples.RankingTask:
 
 
 def _cfg(name: str, kind: str = "full", **training) -> TrainerConfig:
-    return TrainerConfig.from_dict(
-        {
-            "name": f"{name}_{kind}",
-            "model": {
-                "name": name,
-                "hidden_units": [8, 4],
-                "maxlen": 8,
-                "dropout": 0.2 if name == "sasrec" else 0.0,
-                "embedding": {
-                    "kind": kind,
-                    "dim": 8,
-                    "num_subspaces": 4,
-                    "num_centroids": [16, 4] if kind == "mgqe" else [16],
-                },
-            },
-            "optimizer": {"name": "adam", "learning_rate": 0.01},
-            "training": {
-                "epochs": 2,
-                "batch_size": 256,
-                "seed": 0,
-                "log_every": 1,
-                "checkpoint_every": 3,
-                **training,
-            },
-        }
+    return tiny_ranking_config(
+        name,
+        kind,
+        model={"dropout": 0.2 if name == "sasrec" else 0.0},
+        **{"batch_size": 256, "log_every": 1, "checkpoint_every": 3, **training},
     )
 
 
@@ -163,7 +143,7 @@ _MIRRORED_GMF = textwrap.dedent(
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from tests.trainer.training.test_fit import _cfg, _weights
-    from tests.trainer.models import planted_pairs
+    from tests.trainer.models import planted_pairs, tiny_ranking_config
     from trainer.data import samples
     from trainer.data.sequences import from_pairs
     from trainer.training.fit import fit_ranking
